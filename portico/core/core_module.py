@@ -1,0 +1,171 @@
+"""Main-context directives: ngx_core_module, ngx_events_module, ngx_errlog_module.
+
+Invariants:
+- ``CoreConf`` holds process-level settings; after ``init_cycle`` every field
+  is set (defaults applied) and ``cycle.log`` holds the configured error logs
+  (not yet opened: the master or ``-t`` opens them).
+- ``error_log`` at http/server/location level is stored on the http core loc
+  conf by the http module; here only the main-level ones are handled.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..conf.parser import Node
+from . import log as logmod
+from .module import (EVENTS, MAIN, MORE1, NOARGS, TAKE1, TAKE12, Conf, Module, UNSET, dir,
+                     ignore, set_flag, set_msec, set_num, set_str)
+
+
+class CoreConf(Conf):
+    daemon: bool = True
+    master_process: bool = True
+    worker_processes: int = 1
+    pid: str = "logs/nginx.pid"
+    user: str | None = None
+    worker_rlimit_nofile: int | None = None
+    worker_shutdown_timeout: float | None = None
+    working_directory: str | None = None
+    env: list = None  # type: ignore[assignment]
+    error_logs: list = None  # type: ignore[assignment]
+    worker_connections: int = 512
+    events_seen: bool = False
+
+
+def parse_error_log(cf: Any, node: Node) -> logmod.LogTarget:
+    path = node.args[0]
+    level = logmod.ERROR
+    if len(node.args) > 1:
+        lv = node.args[1]
+        if lv not in logmod.LEVEL_NUM or lv == "stderr":
+            raise node.error(f'invalid log level "{lv}"')
+        level = logmod.LEVEL_NUM[lv]
+        if len(node.args) > 2:
+            # nginx accepts debug_* masks after "debug"; we accept and ignore them.
+            for extra in node.args[2:]:
+                if not extra.startswith("debug_"):
+                    raise node.error(f'invalid log level "{extra}"')
+    if path == "stderr":
+        return logmod.LogTarget("stderr", level)
+    if path.startswith("syslog:"):
+        raise node.error("syslog error_log is not supported by portico yet")
+    if path.startswith("memory:"):
+        raise node.error("memory error_log is not supported by portico yet")
+    return logmod.LogTarget(cf.full_path(path), level)
+
+
+def _error_log(cf: Any, node: Node, conf: CoreConf) -> None:
+    if conf.error_logs is UNSET:
+        conf.error_logs = []
+    conf.error_logs.append(parse_error_log(cf, node))
+
+
+def _worker_processes(cf: Any, node: Node, conf: CoreConf) -> None:
+    if conf.worker_processes is not UNSET:
+        raise node.error('"worker_processes" directive is duplicate')
+    v = node.args[0]
+    if v == "auto":
+        conf.worker_processes = os.cpu_count() or 1
+    elif v.isdigit():
+        conf.worker_processes = int(v)
+    else:
+        raise node.error(f'invalid value "{v}" in "worker_processes" directive')
+
+
+def _env(cf: Any, node: Node, conf: CoreConf) -> None:
+    if conf.env is UNSET:
+        conf.env = []
+    conf.env.append(node.args[0])
+
+
+def _user(cf: Any, node: Node, conf: CoreConf) -> None:
+    if conf.user is not UNSET:
+        raise node.error('"user" directive is duplicate')
+    conf.user = node.args[0]
+
+
+def _events(cf: Any, node: Node, conf: CoreConf) -> None:
+    if conf.events_seen:
+        raise node.error('"events" directive is duplicate')
+    conf.events_seen = True
+    sub = cf.child(EVENTS)
+    sub.process(node.block or [])
+
+
+def _worker_connections(cf: Any, node: Node, conf: CoreConf) -> None:
+    if conf.worker_connections is not UNSET:
+        raise node.error('"worker_connections" directive is duplicate')
+    v = node.args[0]
+    if not v.isdigit():
+        raise node.error('"worker_connections" directive invalid number')
+    conf.worker_connections = int(v)
+
+
+def _pid(cf: Any, node: Node, conf: CoreConf) -> None:
+    if conf.pid is not UNSET:
+        raise node.error('"pid" directive is duplicate')
+    conf.pid = node.args[0]
+
+
+def _unsupported(cf: Any, node: Node, conf: Any) -> None:
+    raise node.error(f'"{node.name}" directive is not supported by portico')
+
+
+class CoreModule(Module):
+    name = "core"
+    nginx_name = "ngx_core_module"
+    core_conf = CoreConf
+    M = frozenset({MAIN})
+    E = frozenset({EVENTS})
+    directives = [
+        dir("daemon", M, TAKE1, set_flag("daemon"), "core"),
+        dir("master_process", M, TAKE1, set_flag("master_process"), "core"),
+        dir("worker_processes", M, TAKE1, _worker_processes, "core"),
+        dir("pid", M, TAKE1, _pid, "core"),
+        dir("user", M, TAKE12, _user, "core"),
+        dir("worker_rlimit_nofile", M, TAKE1, set_num("worker_rlimit_nofile"), "core"),
+        dir("worker_shutdown_timeout", M, TAKE1, set_msec("worker_shutdown_timeout"), "core"),
+        dir("working_directory", M, TAKE1, set_str("working_directory"), "core"),
+        dir("env", M, TAKE1, _env, "core"),
+        dir("error_log", M, MORE1, _error_log, "core"),
+        dir("events", M, NOARGS, _events, "core", block=True),
+        dir("worker_connections", E, TAKE1, _worker_connections, "core"),
+        # Accepted; uvloop (epoll) has its own accept strategy.
+        dir("use", E, TAKE1, ignore, "none"),
+        dir("multi_accept", E, TAKE1, ignore, "none"),
+        dir("accept_mutex", E, TAKE1, ignore, "none"),
+        dir("accept_mutex_delay", E, TAKE1, ignore, "none"),
+        dir("worker_aio_requests", E, TAKE1, ignore, "none"),
+        dir("debug_connection", E, TAKE1, ignore, "none"),
+        dir("pcre_jit", M, TAKE1, ignore, "none"),
+        dir("timer_resolution", M, TAKE1, ignore, "none"),
+        dir("worker_priority", M, TAKE1, ignore, "none"),
+        dir("worker_cpu_affinity", M, MORE1, ignore, "none"),
+        dir("lock_file", M, TAKE1, ignore, "none"),
+        dir("thread_pool", M, MORE1, ignore, "none"),
+        dir("worker_rlimit_core", M, TAKE1, ignore, "none"),
+        dir("debug_points", M, TAKE1, ignore, "none"),
+        dir("load_module", M, TAKE1, _unsupported, "none"),
+    ]
+
+    def init_cycle(self, cycle: Any) -> None:
+        conf: CoreConf = cycle.confs[self.name]
+        if not conf.events_seen:
+            raise _no_events()
+        conf.merge(None)
+        if conf.env is None:
+            conf.env = []
+        targets = list(conf.error_logs or [])
+        if cycle.error_log_path:
+            p = cycle.error_log_path
+            targets = [logmod.LogTarget("stderr" if p == "stderr" else cycle.full_path(p), logmod.ERROR)]
+        if not targets:
+            targets = [logmod.LogTarget(cycle.full_path("logs/error.log"), logmod.ERROR)]
+        cycle.log = logmod.ErrorLog(targets)
+        conf.pid = cycle.full_path(conf.pid)
+
+
+def _no_events() -> Exception:
+    from ..conf.errors import ConfError
+    return ConfError('no "events" section in configuration')

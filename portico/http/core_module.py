@@ -1,0 +1,560 @@
+"""ngx_http_core_module: http{}, server{}, location{} and their core directives.
+
+Invariants:
+- Every http module gets a fresh loc conf at http, server and location level
+  (and srv conf at http and server level); after ``http{}`` is read they are
+  merged top-down once (``Conf.merge``), so inheritance is uniform.
+- ``HttpMain`` is complete when ``http{}`` returns: servers, location trees,
+  server tables per listening socket, phase handlers and filter chains.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from ..conf.errors import ConfError
+from ..conf.parser import Node
+from ..core import log as logmod
+from ..core.module import (HTTP, LOCATION, MAIN, MORE1, MORE2, NOARGS, SERVER, TAKE1, TAKE12,
+                           TYPES, Conf, Factory, Module, UNSET, dir, ignore, set_bufs, set_flag,
+                           set_msec, set_num, set_off_size, set_size, set_str, set_enum, set_sec)
+from .listen import ListenOpt, ListenSpec, parse_listen
+from .location import Location
+from .server import Server, ServerTable
+from .variables import Variables
+
+H = frozenset({HTTP})
+S = frozenset({SERVER})
+L = frozenset({LOCATION})
+HS = frozenset({HTTP, SERVER})
+HSL = frozenset({HTTP, SERVER, LOCATION})
+SL = frozenset({SERVER, LOCATION})
+
+
+class CoreMainConf(Conf):
+    pass
+
+
+class CoreSrvConf(Conf):
+    client_header_timeout: float = 60.0
+    client_header_buffer_size: int = 1024
+    large_client_header_buffers: tuple = (4, 8192)
+    ignore_invalid_headers: bool = True
+    merge_slashes: bool = True
+    underscores_in_headers: bool = False
+
+
+DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
+
+
+class ErrorPage:
+    __slots__ = ("uri", "overwrite", "named")
+
+    def __init__(self, uri: Any, overwrite: int | None, named: bool) -> None:
+        self.uri = uri  # ComplexValue
+        self.overwrite = overwrite  # None: keep code; 0: "=" (use the new response's); >0: that code
+        self.named = named
+
+
+class CoreLocConf(Conf):
+    root: Any = None  # ComplexValue | None (None -> "html")
+    alias: Any = None  # ComplexValue | None
+    types: dict = Factory(lambda: dict(DEFAULT_TYPES))  # type: ignore[assignment]
+    default_type: str = "text/plain"
+    client_max_body_size: int = 1024 * 1024
+    client_body_buffer_size: int = 16384
+    client_body_timeout: float = 60.0
+    client_body_temp_path: str = "client_body_temp"
+    client_body_in_file_only: str = "off"
+    sendfile: bool = False
+    sendfile_max_chunk: int = 2 * 1024 * 1024
+    tcp_nopush: bool = False
+    tcp_nodelay: bool = True
+    keepalive_timeout: float = 75.0
+    keepalive_header: float | None = None
+    keepalive_requests: int = 1000
+    keepalive_time: float = 3600.0
+    keepalive_disable: tuple = ("msie6",)
+    send_timeout: float = 60.0
+    lingering_close: str = "on"
+    lingering_time: float = 30.0
+    lingering_timeout: float = 5.0
+    reset_timedout_connection: bool = False
+    error_pages: dict = Factory(dict)  # type: ignore[assignment]
+    recursive_error_pages: bool = False
+    internal: bool = False
+    server_tokens: str = "on"
+    etag: bool = True
+    if_modified_since: str = "exact"
+    log_not_found: bool = True
+    log_subrequest: bool = False
+    absolute_redirect: bool = True
+    port_in_redirect: bool = True
+    server_name_in_redirect: bool = False
+    msie_padding: bool = True
+    msie_refresh: bool = False
+    chunked_transfer_encoding: bool = True
+    max_ranges: int | None = None
+    limit_rate: int = 0
+    limit_rate_after: int = 0
+    postpone_output: int = 1460
+    output_buffers: tuple = (2, 32768)
+    error_log: Any = None  # ErrorLog for this level (None -> cycle log)
+    satisfy: str = "all"
+    handler: Any = None  # exclusive content handler set by return/proxy_pass/...
+    resolver: Any = None
+    resolver_timeout: float = 30.0
+
+    def merge(self, parent: Conf | None) -> None:
+        # nginx's locations never inherit the exclusive content handler.
+        own = self.handler
+        super().merge(parent)
+        if own is UNSET:
+            self.handler = None
+
+
+class HttpMain:
+    """Everything one http{} block produced."""
+
+    def __init__(self, cycle: Any) -> None:
+        self.cycle = cycle
+        self.variables = Variables()
+        self.servers: list[Server] = []
+        self.listen_specs: list[ListenSpec] = []
+        self.phase_handlers: list[Any] = []
+        self.phases: dict[str, list[Any]] = {}
+        self.header_filters: list[Any] = []  # functions (r, next) in chain order
+        self.body_filters: list[Any] = []  # functions (r, bufs, last, next)
+        self.log_handlers: list[Any] = []
+        self.main: dict[str, Conf] = {}
+        self.modules: list[Module] = []
+        self.engine: Any = None  # phases.Engine
+        self.default_root = cycle.full_path("html")
+        self.header_chain: Any = None
+        self.body_chain: Any = None
+
+    def add_phase_handler(self, phase: str, handler: Any) -> None:
+        self.phases.setdefault(phase, []).append(handler)
+
+
+# --- block directives -----------------------------------------------------------
+
+def http_modules(cf: Any) -> list[Module]:
+    return [m for m in cf.cycle.registry.modules
+            if getattr(m, "is_http", False)]
+
+
+def _http_block(cf: Any, node: Node, conf: Any) -> None:
+    if cf.cycle.http is not None:
+        raise node.error('"http" directive is duplicate')
+    main = HttpMain(cf.cycle)
+    cf.cycle.http = main
+    mods = http_modules(cf)
+    main.modules = mods
+    sub = cf.child(HTTP)
+    sub.main = {m.name: m.main_conf() for m in mods if m.main_conf}
+    sub.srv = {m.name: m.srv_conf() for m in mods if m.srv_conf}
+    sub.loc = {m.name: m.loc_conf() for m in mods if m.loc_conf}
+    sub.extra = {"http": main, "location": None}
+    main.main = sub.main
+    for m in mods:
+        pre = getattr(m, "preconfiguration", None)
+        if pre:
+            pre(main)
+    sub.process(node.block or [])
+    _finish_http(sub, main, mods)
+
+
+def _finish_http(cf: Any, main: HttpMain, mods: list[Module]) -> None:
+    http_srv, http_loc = cf.srv, cf.loc
+    for name, c in http_srv.items():
+        c.merge(None)
+    for name, c in http_loc.items():
+        c.merge(None)
+    for m in mods:
+        if m.main_conf:
+            main.main[m.name].merge(None)
+    for srv in main.servers:
+        for name, c in srv.srv.items():
+            c.merge(http_srv[name])
+        _merge_location(srv.root, http_loc)
+        srv.root.finalize()
+        for named in srv.named.values():
+            named.finalize()
+    for m in mods:
+        post = getattr(m, "postconfiguration", None)
+        if post:
+            post(main)
+    main.variables.resolve_pending()
+    _build_listens(cf, main)
+    from .phases import Engine
+    main.engine = Engine(main)
+
+
+def _merge_location(loc: Location, parent_confs: dict[str, Conf]) -> None:
+    for name, c in loc.confs_raw.items():
+        parent = parent_confs.get(name)
+        c.merge(parent)
+        if name == "core" and loc.modifier != "" and parent is not None and loc.parent is not None:
+            pass
+    for child in loc.children:
+        _merge_location(child, loc.confs_raw)
+    for child in getattr(loc, "named_children", []):
+        _merge_location(child, loc.confs_raw)
+
+
+def _server_block(cf: Any, node: Node, conf: Any) -> None:
+    main: HttpMain = cf.extra["http"]
+    mods = main.modules
+    sub = cf.child(SERVER)
+    sub.srv = {m.name: m.srv_conf() for m in mods if m.srv_conf}
+    sub.loc = {m.name: m.loc_conf() for m in mods if m.loc_conf}
+    root = Location("", "", sub.loc, None, node.file, node.line)
+    srv = Server(sub.srv, root, node.file, node.line)
+    sub.extra = dict(cf.extra, server=srv, location=root)
+    sub.process(node.block or [])
+    if not srv.listens:
+        port = 80 if os.geteuid() == 0 else 8000
+        srv.listens.append(ListenOpt(socket.AF_INET, "0.0.0.0", port, f"0.0.0.0:{port}"))
+    if not srv.names:
+        srv.add_name("")
+    main.servers.append(srv)
+
+
+def _location_block(cf: Any, node: Node, conf: Any) -> None:
+    main: HttpMain = cf.extra["http"]
+    srv: Server = cf.extra["server"]
+    parent: Location = cf.extra["location"]
+    args = node.args
+    if len(args) == 2:
+        mod, name = args
+        if mod not in ("=", "~", "~*", "^~"):
+            raise node.error(f'invalid location modifier "{mod}"')
+    else:
+        a = args[0]
+        if a.startswith("="):
+            mod, name = "=", a[1:]
+        elif a.startswith("^~"):
+            mod, name = "^~", a[2:]
+        elif a.startswith("~*"):
+            mod, name = "~*", a[2:]
+        elif a.startswith("~"):
+            mod, name = "~", a[1:]
+        elif a.startswith("@"):
+            mod, name = "@", a
+        else:
+            mod, name = "", a
+    mods = main.modules
+    confs = {m.name: m.loc_conf() for m in mods if m.loc_conf}
+    try:
+        loc = Location(name, mod, confs, parent, node.file, node.line)
+    except Exception as e:  # regex compile error
+        raise node.error(f'pcre2_compile() failed: {e} in "{name}"') from None
+    if loc.named_groups:
+        main.variables.declare_named_captures(loc.named_groups)
+    if mod == "@":
+        if parent.parent is not None:
+            raise node.error(f'named location "{name}" can be on the server level only')
+        if name in srv.named:
+            raise node.error(f'duplicate location "{name}"')
+        srv.named[name] = loc
+        parent.named_children = getattr(parent, "named_children", []) + [loc]
+    else:
+        if parent.parent is not None or parent.modifier:
+            if parent.exact:
+                raise node.error(f'location "{name}" cannot be inside the exact location "{parent.name}"')
+            if parent.named:
+                raise node.error(f'location "{name}" cannot be inside the named location "{parent.name}"')
+            if mod in ("", "=", "^~") and parent.regex is None and not name.startswith(parent.name):
+                raise node.error(f'location "{name}" is outside location "{parent.name}"')
+        for sib in parent.children:
+            if sib.name == name and (sib.exact == loc.exact) and (sib.regex is None) == (loc.regex is None) \
+                    and (sib.modifier == mod or (sib.regex is None and not sib.exact and not loc.exact)):
+                raise node.error(f'duplicate location "{name}"')
+        parent.children.append(loc)
+    sub = cf.child(LOCATION)
+    sub.loc = confs
+    sub.extra = dict(cf.extra, location=loc)
+    sub.process(node.block or [])
+
+
+def _listen(cf: Any, node: Node, conf: Any) -> None:
+    srv: Server = cf.extra["server"]
+    lo = parse_listen(node)
+    for other in srv.listens:
+        if other.key == lo.key:
+            raise node.error(f"duplicate listen {lo.text}")
+    srv.listens.append(lo)
+
+
+def _server_name(cf: Any, node: Node, conf: Any) -> None:
+    srv: Server = cf.extra["server"]
+    main: HttpMain = cf.extra["http"]
+    for name in node.args:
+        try:
+            groups = srv.add_name(name)
+        except ConfError as e:
+            raise node.error(e.message) from None
+        if groups:
+            main.variables.declare_named_captures(groups)
+
+
+def _root(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    is_alias = node.name == "alias"
+    if conf.alias is not UNSET or conf.root is not UNSET:
+        other = "alias" if conf.alias is not UNSET else "root"
+        if other == node.name:
+            raise node.error(f'"{node.name}" directive is duplicate')
+        raise node.error(f'"{node.name}" directive is duplicate, "{other}" directive was specified earlier')
+    main: HttpMain = cf.extra["http"]
+    path = node.args[0]
+    loc: Location = cf.extra["location"]
+    if is_alias and loc is not None and loc.named:
+        raise node.error(f'"alias" directive cannot be used inside the named location')
+    # nginx prefixes a relative root with the prefix unless it starts with a variable.
+    if not path.startswith("$") and not os.path.isabs(path):
+        path = cf.full_path(path)
+    if path.endswith("/") and len(path) > 1 and not is_alias:
+        path = path.rstrip("/") or "/"
+    cv = main.variables.compile(path, node.file, node.line)
+    if is_alias:
+        conf.alias = cv
+        conf.root = None
+    else:
+        conf.root = cv
+        conf.alias = None
+
+
+def _types(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    if conf.types is UNSET:
+        conf.types = {}
+    for entry in node.block or []:
+        if entry.block is not None:
+            raise entry.error(f'unexpected "{{"')
+        mime = entry.name
+        for ext in entry.args:
+            key = ext.lower()
+            prev = conf.types.get(key)
+            if prev is not None and prev != mime:
+                cf.cycle.warn(f'duplicate extension "{ext}", content type: "{mime}", '
+                              f'previous content type: "{prev}"', entry)
+            conf.types[key] = mime
+
+
+def _keepalive_timeout(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    from ..core import values
+    if conf.keepalive_timeout is not UNSET:
+        raise node.error('"keepalive_timeout" directive is duplicate')
+    t = values.parse_time(node.args[0], default_unit_ms=True)
+    if t is None:
+        raise node.error(f'invalid value')
+    conf.keepalive_timeout = t
+    if len(node.args) == 2:
+        h = values.parse_time(node.args[1], default_unit_ms=False)
+        if h is None:
+            raise node.error(f'invalid value')
+        conf.keepalive_header = h
+    else:
+        conf.keepalive_header = None
+
+
+def _error_page(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    main: HttpMain = cf.extra["http"]
+    if conf.error_pages is UNSET:
+        conf.error_pages = {}
+    args = list(node.args)
+    uri = args.pop()
+    overwrite: int | None = None
+    if args and args[-1].startswith("="):
+        o = args.pop()[1:]
+        if o == "":
+            overwrite = 0
+        elif o.isdigit():
+            overwrite = int(o)
+        else:
+            raise node.error(f'invalid value "={o}"')
+    elif uri.startswith("="):
+        raise node.error(f'invalid value "{uri}"')
+    if not args:
+        raise node.error('invalid number of arguments in "error_page" directive')
+    cv = main.variables.compile(uri, node.file, node.line)
+    page = ErrorPage(cv, overwrite, uri.startswith("@"))
+    for code in args:
+        if not code.isdigit():
+            raise node.error(f'invalid value "{code}"')
+        c = int(code)
+        if c == 499 or c < 300 or c > 599:
+            raise node.error(f'value "{code}" must be between 300 and 599')
+        conf.error_pages[c] = page
+
+
+def _internal(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    conf.internal = True
+
+
+def _server_tokens(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    if conf.server_tokens is not UNSET:
+        raise node.error('"server_tokens" directive is duplicate')
+    v = node.args[0]
+    if v not in ("on", "off", "build"):
+        raise node.error(f'invalid value "{v}" in "server_tokens" directive, it must be "on", "off" or "build"')
+    conf.server_tokens = v
+
+
+def _http_error_log(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    from ..core.core_module import parse_error_log
+    target = parse_error_log(cf, node)
+    if conf.error_log is UNSET or conf.error_log is None:
+        conf.error_log = logmod.ErrorLog([target])
+    else:
+        conf.error_log.targets.append(target)
+        conf.error_log.max_level = max(t.level for t in conf.error_log.targets)
+    cf.cycle.extra_logs = getattr(cf.cycle, "extra_logs", []) + [conf.error_log]
+
+
+def _satisfy(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    set_enum("satisfy", {"all": "all", "any": "any"})(cf, node, conf)
+
+
+class HttpCoreModule(Module):
+    name = "core"
+    nginx_name = "ngx_http_core_module"
+    is_http = True
+    main_conf = CoreMainConf
+    srv_conf = CoreSrvConf
+    loc_conf = CoreLocConf
+    directives = [
+        dir("http", frozenset({MAIN}), NOARGS, _http_block, "none", block=True),
+        dir("server", H, NOARGS, _server_block, "none", block=True),
+        dir("location", SL | {LOCATION}, (1, 2), _location_block, "none", block=True),
+        dir("listen", S, MORE1, _listen, "none"),
+        dir("server_name", S, MORE1, _server_name, "none"),
+        dir("client_header_timeout", HS, TAKE1, set_msec("client_header_timeout"), "srv"),
+        dir("client_header_buffer_size", HS, TAKE1, set_size("client_header_buffer_size"), "srv"),
+        dir("large_client_header_buffers", HS, (2, 2), set_bufs("large_client_header_buffers"), "srv"),
+        dir("ignore_invalid_headers", HS, TAKE1, set_flag("ignore_invalid_headers"), "srv"),
+        dir("merge_slashes", HS, TAKE1, set_flag("merge_slashes"), "srv"),
+        dir("underscores_in_headers", HS, TAKE1, set_flag("underscores_in_headers"), "srv"),
+        dir("root", HSL | {"lif"}, TAKE1, _root),
+        dir("alias", L, TAKE1, _root),
+        dir("types", HSL, NOARGS, _types, block=True),
+        dir("default_type", HSL, TAKE1, set_str("default_type")),
+        dir("client_max_body_size", HSL, TAKE1, set_off_size("client_max_body_size")),
+        dir("client_body_buffer_size", HSL, TAKE1, set_size("client_body_buffer_size")),
+        dir("client_body_timeout", HSL, TAKE1, set_msec("client_body_timeout")),
+        dir("client_body_temp_path", HSL, (1, 4), set_str("client_body_temp_path")),
+        dir("client_body_in_file_only", HSL, TAKE1, set_str("client_body_in_file_only")),
+        dir("client_body_in_single_buffer", HSL, TAKE1, ignore, "none"),
+        dir("sendfile", HSL | {"lif"}, TAKE1, set_flag("sendfile")),
+        dir("sendfile_max_chunk", HSL, TAKE1, set_size("sendfile_max_chunk")),
+        dir("tcp_nopush", HSL, TAKE1, set_flag("tcp_nopush")),
+        dir("tcp_nodelay", HSL, TAKE1, set_flag("tcp_nodelay")),
+        dir("keepalive_timeout", HSL, TAKE12, _keepalive_timeout),
+        dir("keepalive_requests", HSL, TAKE1, set_num("keepalive_requests")),
+        dir("keepalive_time", HSL, TAKE1, set_msec("keepalive_time")),
+        dir("keepalive_disable", HSL, (1, 2), ignore, "none"),
+        dir("send_timeout", HSL, TAKE1, set_msec("send_timeout")),
+        dir("send_lowat", HSL, TAKE1, ignore, "none"),
+        dir("lingering_close", HSL, TAKE1, set_enum("lingering_close", {"off": "off", "on": "on", "always": "always"})),
+        dir("lingering_time", HSL, TAKE1, set_msec("lingering_time")),
+        dir("lingering_timeout", HSL, TAKE1, set_msec("lingering_timeout")),
+        dir("reset_timedout_connection", HSL, TAKE1, set_flag("reset_timedout_connection")),
+        dir("error_page", HSL | {"lif"}, MORE2, _error_page),
+        dir("recursive_error_pages", HSL, TAKE1, set_flag("recursive_error_pages")),
+        dir("internal", L, NOARGS, _internal),
+        dir("server_tokens", HSL, TAKE1, _server_tokens),
+        dir("etag", HSL, TAKE1, set_flag("etag")),
+        dir("if_modified_since", HSL, TAKE1, set_enum("if_modified_since", {"off": "off", "exact": "exact", "before": "before"})),
+        dir("log_not_found", HSL, TAKE1, set_flag("log_not_found")),
+        dir("log_subrequest", HSL, TAKE1, set_flag("log_subrequest")),
+        dir("absolute_redirect", HSL, TAKE1, set_flag("absolute_redirect")),
+        dir("port_in_redirect", HSL, TAKE1, set_flag("port_in_redirect")),
+        dir("server_name_in_redirect", HSL, TAKE1, set_flag("server_name_in_redirect")),
+        dir("msie_padding", HSL, TAKE1, set_flag("msie_padding")),
+        dir("msie_refresh", HSL, TAKE1, set_flag("msie_refresh")),
+        dir("chunked_transfer_encoding", HSL, TAKE1, set_flag("chunked_transfer_encoding")),
+        dir("max_ranges", HSL, TAKE1, set_num("max_ranges")),
+        dir("limit_rate", HSL | {"lif"}, TAKE1, set_size("limit_rate")),
+        dir("limit_rate_after", HSL | {"lif"}, TAKE1, set_size("limit_rate_after")),
+        dir("postpone_output", HSL, TAKE1, set_size("postpone_output")),
+        dir("output_buffers", HSL, (2, 2), set_bufs("output_buffers")),
+        dir("error_log", HSL, MORE1, _http_error_log),
+        dir("satisfy", HSL, TAKE1, _satisfy),
+        dir("resolver", HSL, MORE1, ignore, "none", status="partial"),
+        dir("resolver_timeout", HSL, TAKE1, set_msec("resolver_timeout")),
+        dir("directio", HSL, TAKE1, ignore, "none"),
+        dir("directio_alignment", HSL, TAKE1, ignore, "none"),
+        dir("aio", HSL, TAKE1, ignore, "none"),
+        dir("aio_write", HSL, TAKE1, ignore, "none"),
+        dir("read_ahead", HSL, TAKE1, ignore, "none"),
+        dir("open_file_cache", HSL, (1, 2), ignore, "none", status="partial"),
+        dir("open_file_cache_valid", HSL, TAKE1, ignore, "none", status="partial"),
+        dir("open_file_cache_min_uses", HSL, TAKE1, ignore, "none", status="partial"),
+        dir("open_file_cache_errors", HSL, TAKE1, ignore, "none", status="partial"),
+        dir("open_file_cache_events", HSL, TAKE1, ignore, "none", status="partial"),
+        dir("disable_symlinks", HSL, (1, 2), ignore, "none", status="partial"),
+        dir("subrequest_output_buffer_size", HSL, TAKE1, ignore, "none"),
+        dir("connection_pool_size", HS, TAKE1, ignore, "none"),
+        dir("request_pool_size", HS, TAKE1, ignore, "none"),
+        dir("variables_hash_max_size", H, TAKE1, ignore, "none"),
+        dir("variables_hash_bucket_size", H, TAKE1, ignore, "none"),
+        dir("server_names_hash_max_size", H, TAKE1, ignore, "none"),
+        dir("server_names_hash_bucket_size", H, TAKE1, ignore, "none"),
+        dir("types_hash_max_size", HSL, TAKE1, ignore, "none"),
+        dir("types_hash_bucket_size", HSL, TAKE1, ignore, "none"),
+        dir("auth_delay", HSL, TAKE1, ignore, "none"),
+    ]
+
+
+def _build_listens(cf: Any, main: HttpMain) -> None:
+    """Group servers by socket; a wildcard on a port absorbs non-bind addresses."""
+    by_key: dict[tuple[Any, ...], ListenSpec] = {}
+    tables: dict[tuple[Any, ...], ServerTable] = {}
+    opts_seen: dict[tuple[Any, ...], ListenOpt] = {}
+    for srv in main.servers:
+        for lo in srv.listens:
+            t = tables.get(lo.key)
+            if t is None:
+                t = tables[lo.key] = ServerTable(lo.text)
+            prev = opts_seen.get(lo.key)
+            if prev is None:
+                opts_seen[lo.key] = lo
+            else:
+                if lo.has_socket_opts and prev.has_socket_opts:
+                    raise ConfError(f"duplicate listen options for {lo.text}", srv.file, srv.line)
+                if lo.has_socket_opts:
+                    lo.default_server = lo.default_server or prev.default_server
+                    opts_seen[lo.key] = lo
+                prev_merged = opts_seen[lo.key]
+                prev_merged.ssl = prev_merged.ssl or lo.ssl or prev.ssl
+                prev_merged.http2 = prev_merged.http2 or lo.http2 or prev.http2
+            if lo.default_server:
+                if t.default_marked:
+                    raise ConfError(f"a duplicate default server for {lo.text}", srv.file, srv.line)
+                t.default_marked = True
+                t.default = srv
+            t.add_server(srv)
+    for key, t in tables.items():
+        if t.default is None:
+            t.default = t.servers[0]
+        t.finalize()
+    # wildcard absorption
+    wildcard_ports: dict[tuple[int, int], tuple[Any, ...]] = {}
+    for key, lo in opts_seen.items():
+        if lo.wildcard:
+            wildcard_ports[(lo.family, lo.port)] = key
+    for key, lo in opts_seen.items():
+        if lo.family != socket.AF_UNIX and not lo.wildcard and not lo.bind:
+            wkey = wildcard_ports.get((lo.family, lo.port))
+            if wkey is not None:
+                spec = by_key.setdefault(wkey, ListenSpec(opts_seen[wkey]))
+                spec.tables[lo.host] = tables[key]
+                continue
+        spec = by_key.setdefault(key, ListenSpec(lo))
+        spec.tables[""] = tables[key]
+    for key, spec in by_key.items():
+        if "" not in spec.tables:
+            spec.tables[""] = tables[key]
+    main.listen_specs = list(by_key.values())
+    cf.cycle.listens = main.listen_specs

@@ -1,0 +1,107 @@
+"""Locations and nginx's location matching.
+
+Matching, exactly as ngx_http_core_find_location:
+1. ``=`` locations match only the whole URI; a hit stops the search.
+2. The longest matching prefix location is remembered; if it is ``^~``,
+   regexes are not tried.  Its nested locations are searched recursively
+   first (a regex hit inside wins).
+3. Regex locations of the current level (``~`` case-sensitive, ``~*``
+   case-insensitive) are tried in configuration order; the first hit wins and
+   its nested locations are searched too.
+4. Otherwise the longest prefix wins.
+
+Invariants: the structures are built once per Cycle (``Location.finalize``);
+``find`` does no allocation except the regex match object it returns.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import regex
+
+
+class LocConfs:
+    """Attribute bag: one merged loc conf per http module, by module name."""
+
+    def __init__(self, confs: dict[str, Any]) -> None:
+        self.__dict__.update(confs)
+
+
+class Location:
+    def __init__(self, name: str, modifier: str, confs: dict[str, Any], parent: "Location | None",
+                 file: str = "", line: int = 0) -> None:
+        self.name = name
+        self.modifier = modifier  # "", "=", "^~", "~", "~*", "@"
+        self.confs_raw = confs
+        self.parent = parent
+        self.file = file
+        self.line = line
+        self.children: list[Location] = []
+        self.regex: Any = None
+        self.named_groups: list[str] = []
+        if modifier in ("~", "~*"):
+            flags = regex.V0 | (regex.IGNORECASE if modifier == "~*" else 0)
+            self.regex = regex.compile(name, flags)
+            self.named_groups = list(self.regex.groupindex)
+        self.exact = modifier == "="
+        self.noregex = modifier == "^~"
+        self.named = modifier == "@"
+        self.conf: LocConfs = LocConfs({})
+        # built by finalize()
+        self._exact: dict[str, Location] = {}
+        self._prefix: list[Location] = []  # longest first
+        self._regex: list[Location] = []
+
+    def __repr__(self) -> str:
+        return f"<location {self.modifier} {self.name}>"
+
+    def finalize(self) -> None:
+        self.conf = LocConfs(self.confs_raw)
+        self._exact = {}
+        prefixes: list[Location] = []
+        for c in self.children:
+            if c.exact:
+                self._exact[c.name] = c
+            elif c.regex is not None:
+                self._regex.append(c)
+            elif not c.named:
+                prefixes.append(c)
+            c.finalize()
+        self._prefix = sorted(prefixes, key=lambda l: len(l.name), reverse=True)
+
+    def find(self, uri: str) -> tuple["Location", Any]:
+        """Return (location, regex match or None) for ``uri`` below self."""
+        loc, m, _ = self._find(uri)
+        return (loc if loc is not None else self), m
+
+    def _find(self, uri: str) -> tuple["Location | None", Any, bool]:
+        # Mirrors ngx_http_core_find_location: the third value is True when
+        # the search is final (exact or regex hit), False for a prefix hit.
+        if self._exact:
+            e = self._exact.get(uri)
+            if e is not None:
+                return e, None, True
+        current: Location | None = None
+        noregex = False
+        for p in self._prefix:
+            if uri.startswith(p.name):
+                current, noregex = p, p.noregex
+                if p._prefix or p._regex or p._exact:
+                    loc, m, final = p._find(uri)
+                    if final:
+                        return loc, m, True
+                    if loc is not None:
+                        current = loc
+                break
+        if not noregex:
+            for rl in self._regex:
+                m = rl.regex.search(uri)
+                if m is not None:
+                    if rl._prefix or rl._regex or rl._exact:
+                        loc, m2, final = rl._find(uri)
+                        if final:
+                            return loc, m2, True
+                        if loc is not None:
+                            return loc, m, True
+                    return rl, m, True
+        return current, None, False

@@ -1,0 +1,236 @@
+"""ngx_http_headers_module (add_header, add_trailer, expires) and
+ngx_http_not_modified_filter_module (conditional requests).
+
+Invariants:
+- add_header lists are inherited only by levels that define none (nginx's
+  well-known trap; ``-t`` does not warn yet).
+- Without ``always``, headers are added only for 200, 201, 204, 206, 301,
+  302, 303, 304, 307 and 308, as nginx.
+- The not-modified filter acts only on 200 responses to the main request.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ...conf.parser import Node
+from ...core import values
+from ...core.module import HSL, LOCATION, MORE1, SERVER, TAKE12, Conf, Module, UNSET, dir
+from ..request import Request
+from ..response import http_date, parse_http_date
+
+_OK_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+_MAX_EXPIRES = "Thu, 31 Dec 2037 23:55:55 GMT"
+_EPOCH = "Thu, 01 Jan 1970 00:00:01 GMT"
+
+
+class HeadersLocConf(Conf):
+    headers: tuple = ()
+    trailers: tuple = ()
+    expires: Any = None  # None (off) or (kind, seconds): kind in access|modified|epoch|max|daily
+
+
+def _add_header(cf: Any, node: Node, conf: HeadersLocConf) -> None:
+    main = cf.extra["http"]
+    attr = "headers" if node.name == "add_header" else "trailers"
+    if len(node.args) == 3 and node.args[2] != "always":
+        raise node.error(f'invalid parameter "{node.args[2]}"')
+    cur = getattr(conf, attr)
+    if cur is UNSET:
+        cur = ()
+    name = node.args[0]
+    value = main.variables.compile(node.args[1], node.file, node.line)
+    setattr(conf, attr, cur + ((name, value, len(node.args) == 3),))
+
+
+def _expires(cf: Any, node: Node, conf: HeadersLocConf) -> None:
+    if conf.expires is not UNSET:
+        raise node.error('"expires" directive is duplicate')
+    args = list(node.args)
+    modified = False
+    if len(args) == 2:
+        if args[0] != "modified":
+            raise node.error(f'invalid value "{args[0]}" in "expires" directive')
+        modified = True
+        args = args[1:]
+    v = args[0]
+    if v == "off":
+        conf.expires = None
+        return
+    if v == "epoch":
+        conf.expires = ("epoch", 0)
+        return
+    if v == "max":
+        conf.expires = ("max", 0)
+        return
+    kind = "modified" if modified else "access"
+    if v.startswith("@"):
+        t = values.parse_time(v[1:])
+        if t is None or t > 86400:
+            raise node.error(f'invalid value "{v}" in "expires" directive')
+        conf.expires = ("daily", t)
+        return
+    neg = v.startswith("-")
+    t = values.parse_time(v.lstrip("+-"))
+    if t is None:
+        raise node.error(f'invalid value "{v}" in "expires" directive')
+    conf.expires = (kind, -t if neg else t)
+
+
+def headers_filter(r: Request, next: Any) -> None:
+    hc = r.loc.headers
+    h = r.hout
+    status = h.status
+    if hc.expires is not None and status in _OK_STATUSES:
+        _set_expires(r, hc.expires)
+    for name, value, always in hc.headers:
+        if always or status in _OK_STATUSES:
+            v = value.eval(r)
+            if v:
+                low = name.lower()
+                if low == "cache-control":
+                    h.headers.append((name, v))
+                elif low == "last-modified":
+                    h.last_modified = None
+                    h.headers.append((name, v))
+                elif low == "etag":
+                    h.etag = v
+                else:
+                    h.headers.append((name, v))
+    next(r)
+
+
+def _set_expires(r: Request, exp: tuple[str, float]) -> None:
+    kind, secs = exp
+    h = r.hout
+    h.remove("Expires")
+    h.remove("Cache-Control")
+    if kind == "epoch":
+        h.headers.append(("Expires", _EPOCH))
+        h.headers.append(("Cache-Control", "no-cache"))
+        return
+    if kind == "max":
+        h.headers.append(("Expires", _MAX_EXPIRES))
+        h.headers.append(("Cache-Control", "max-age=315360000"))
+        return
+    now = time.time()
+    if kind == "modified":
+        base = h.last_modified if h.last_modified is not None else now
+        expires_at = base + secs
+        max_age = int(expires_at - now)
+    elif kind == "daily":
+        lt = time.localtime(now)
+        midnight = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
+        expires_at = midnight + secs
+        if expires_at <= now:
+            expires_at += 86400
+        max_age = int(expires_at - now)
+    else:
+        expires_at = now + secs
+        max_age = int(secs)
+    h.headers.append(("Expires", http_date(expires_at)))
+    if max_age < 0:
+        h.headers.append(("Cache-Control", "no-cache"))
+    else:
+        h.headers.append(("Cache-Control", f"max-age={max_age}"))
+
+
+# --- not modified ------------------------------------------------------------------
+
+def _etag_list(value: str) -> list[str]:
+    out = []
+    for part in value.split(","):
+        p = part.strip()
+        if p:
+            out.append(p)
+    return out
+
+
+def _test_if_match(r: Request, value: str, weak: bool) -> bool:
+    etag = r.hout.etag
+    if etag is None:
+        return False
+    if value.strip() == "*":
+        return True
+    if weak and etag.startswith("W/"):
+        etag = etag[2:]
+    for tag in _etag_list(value):
+        if weak and tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+def not_modified_filter(r: Request, next: Any) -> None:
+    h = r.hout
+    if h.status != 200 or r.internal_sub:
+        next(r)
+        return
+    hin = r.hin
+    ius = hin.get("if-unmodified-since")
+    if ius is not None and h.last_modified is not None:
+        t = parse_http_date(ius)
+        if t is None or not (t >= int(h.last_modified)):
+            _precondition_failed(r)
+            return
+    im = hin.get("if-match")
+    if im is not None and not _test_if_match(r, im, False):
+        _precondition_failed(r)
+        return
+    ims = hin.get("if-modified-since")
+    inm = hin.get("if-none-match")
+    if ims is not None or inm is not None:
+        if ims is not None and _modified(r, ims):
+            next(r)
+            return
+        if inm is not None and not _test_if_match(r, inm, True):
+            next(r)
+            return
+        h.status = 304
+        h.content_type = None
+        h.content_length = None
+        h.accept_ranges = False
+        r.allow_ranges = False
+        h.content_encoding = None
+    next(r)
+
+
+def _modified(r: Request, ims: str) -> bool:
+    lm = r.hout.last_modified
+    if lm is None:
+        return True
+    mode = r.loc.core.if_modified_since
+    if mode == "off":
+        return True
+    t = parse_http_date(ims)
+    if t is None:
+        return True
+    lm_i = int(lm)
+    if int(t) == lm_i:
+        return False
+    if mode == "exact" or int(t) < lm_i:
+        return True
+    return False
+
+
+def _precondition_failed(r: Request) -> None:
+    r.header_sent = False
+    r.special_response(412)
+    r.discard_output = True
+
+
+class HeadersModule(Module):
+    name = "headers"
+    nginx_name = "ngx_http_headers_module"
+    is_http = True
+    loc_conf = HeadersLocConf
+    directives = [
+        dir("add_header", HSL | {"lif"}, (2, 3), _add_header),
+        dir("add_trailer", HSL | {"lif"}, (2, 3), _add_header, status="partial"),
+        dir("expires", HSL | {"lif"}, TAKE12, _expires),
+    ]
+
+    def postconfiguration(self, http: Any) -> None:
+        http.header_filters.append(("headers", headers_filter))
+        http.header_filters.append(("not_modified", not_modified_filter))

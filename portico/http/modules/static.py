@@ -1,0 +1,198 @@
+"""ngx_http_static_module and ngx_http_index_module: files and index files.
+
+Invariants:
+- The path is always ``root + uri`` (or the alias mapping); ``uri`` was
+  normalised by the protocol layer so it never climbs out of the root.
+- Errors map as nginx: ENOENT/ENOTDIR -> 404 (logged at error level when
+  ``log_not_found``), EACCES -> 403, a directory without a trailing slash ->
+  301 to ``uri/``, methods other than GET/HEAD/POST -> 405, POST -> 405.
+- The file descriptor is owned by the request and closed in its cleanup.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Any
+from urllib.parse import quote
+
+from ...conf.parser import Node
+from ...core import log as logmod
+from ...core.module import HSL, MORE1, Conf, Module, UNSET, dir
+from ..request import DECLINED, FileBuf, OK, Request
+
+_ERRNO_STATUS = {errno.ENOENT: 404, errno.ENOTDIR: 404, errno.ENAMETOOLONG: 404,
+                 errno.EACCES: 403, errno.ELOOP: 403, errno.EPERM: 403}
+
+
+def content_type_for(r: Request, path: str) -> str:
+    core = r.loc.core
+    dot = path.rfind(".")
+    if dot > path.rfind("/"):
+        t = core.types.get(path[dot + 1:].lower())
+        if t is not None:
+            return t
+    return core.default_type
+
+
+def etag_for(st: os.stat_result) -> str:
+    return f'"{int(st.st_mtime):x}-{st.st_size:x}"'
+
+
+def _open_error(r: Request, e: OSError, path: str) -> int:
+    status = _ERRNO_STATUS.get(e.errno or 0, 500)
+    level = logmod.ERROR if status != 500 else logmod.CRIT
+    if status == 404 and not r.loc.core.log_not_found:
+        return status
+    r.log_error(level, f'open() "{path}" failed ({e.errno}: {e.strerror})')
+    return status
+
+
+def escape_uri(uri: str) -> str:
+    """nginx's NGX_ESCAPE_URI-like escaping for Location headers."""
+    return quote(uri, safe="/:@!$&'()*+,;=-._~%", encoding="utf-8", errors="surrogateescape")
+
+
+def static_handler(r: Request) -> int:
+    if r.method not in ("GET", "HEAD", "POST"):
+        return 405
+    if r.uri.endswith("/"):
+        return DECLINED
+    path = r.map_uri_to_path()
+    if path is None:
+        return 500
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        return _open_error(r, e, path)
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        return _open_error(r, e, path)
+    if stat.S_ISDIR(st.st_mode):
+        os.close(fd)
+        if r.body is not None:
+            r.body.discard()
+        uri = escape_uri(r.uri) + "/"
+        if r.args:
+            uri += "?" + r.args
+        r.hout.location = uri
+        return 301
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        r.log_error(logmod.CRIT, f'"{path}" is not a regular file')
+        return 404
+    if r.method == "POST":
+        os.close(fd)
+        return 405
+    r.cleanup.append(lambda: os.close(fd))
+    if r.body is not None:
+        r.body.discard()
+    h = r.hout
+    h.status = 200
+    h.content_length = st.st_size
+    h.last_modified = st.st_mtime
+    h.content_type = content_type_for(r, path)
+    if r.loc.core.etag:
+        h.etag = etag_for(st)
+    r.allow_ranges = True
+    r.file_stat = st  # type: ignore[attr-defined]
+    r.send_header()
+    if r.header_only or r.done:
+        r.send(None, True)
+        return OK
+    if st.st_size == 0:
+        r.send(None, True)
+    else:
+        r.send([FileBuf(fd, 0, st.st_size)], True)
+    return OK
+
+
+# --- index -------------------------------------------------------------------------
+
+class IndexLocConf(Conf):
+    index: tuple = ("index.html",)
+
+
+def _index(cf: Any, node: Node, conf: IndexLocConf) -> None:
+    main = cf.extra["http"]
+    if conf.index is UNSET:
+        conf.index = ()
+    items = []
+    for a in node.args:
+        if not a:
+            raise node.error(f'index "{a}" in "index" directive is invalid')
+        if a.startswith("/") and a is not node.args[-1]:
+            raise node.error(f'only the last index in "index" directive should be absolute')
+        items.append(main.variables.compile(a, node.file, node.line) if "$" in a else a)
+    conf.index = conf.index + tuple(items)
+
+
+def index_handler(r: Request) -> int:
+    if not r.uri.endswith("/"):
+        return DECLINED
+    if r.method not in ("GET", "HEAD", "POST"):
+        return DECLINED
+    base = r.map_uri_to_path()
+    if base is None:
+        return 500
+    names = r.loc.index.index
+    dir_checked = False
+    for item in names:
+        name = item if isinstance(item, str) else item.eval(r)
+        if name.startswith("/"):
+            # absolute last index: internal redirect without a file check
+            uri, _, args = name.partition("?")
+            r.internal_redirect(uri, args if args else None)
+            return OK
+        path = base + name
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                if not dir_checked:
+                    dir_checked = True
+                    try:
+                        dst = os.stat(base)
+                        if not stat.S_ISDIR(dst.st_mode):
+                            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+                    except OSError as de:
+                        if de.errno in (errno.ENOENT, errno.ENOTDIR):
+                            if r.loc.core.log_not_found:
+                                r.log_error(logmod.ERROR, f'"{path}" is not found ({de.errno}: {de.strerror})')
+                            return 404
+                        r.log_error(logmod.ERROR, f'"{base}" failed ({de.errno}: {de.strerror})')
+                        return 403 if de.errno == errno.EACCES else 500
+                continue
+            if e.errno == errno.EACCES:
+                r.log_error(logmod.ERROR, f'"{path}" failed ({e.errno}: {e.strerror})')
+                return 403
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            # nginx treats an index that is a directory as found, then 301s
+            pass
+        r.internal_redirect(r.uri + name, None)
+        return OK
+    return DECLINED
+
+
+class StaticModule(Module):
+    name = "static"
+    nginx_name = "ngx_http_static_module"
+    is_http = True
+    directives = []
+
+    def postconfiguration(self, http: Any) -> None:
+        http.content_static = static_handler
+
+
+class IndexModule(Module):
+    name = "index"
+    nginx_name = "ngx_http_index_module"
+    is_http = True
+    loc_conf = IndexLocConf
+    directives = [dir("index", HSL, MORE1, _index)]
+
+    def postconfiguration(self, http: Any) -> None:
+        http.add_phase_handler("content", index_handler)

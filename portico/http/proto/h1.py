@@ -1,0 +1,670 @@
+"""HTTP/1.x connections: an ``asyncio.Protocol`` over httptools.
+
+Invariants:
+- Requests on one connection are answered strictly in order.  The parser
+  may run ahead (pipelining): later requests wait in ``self.queue`` with
+  their headers and bodies buffered; reading pauses while more than
+  ``_MAX_QUEUED`` wait.
+- Output goes through one ordered queue (``self.outq``) of bytes and file
+  regions.  Bytes are handed to the transport; file regions go by
+  ``os.sendfile`` on the socket when the transport's own buffer is empty
+  (write-buffer limits 0/0 make pause/resume_writing an exact "drained"
+  signal), waiting for writability on a dup of the fd because uvloop refuses
+  add_writer on a transport's own fd.
+- Timeouts are deadlines checked by the worker's sweep (``on_tick``), so
+  the hot path only stores a float.
+- A connection never raises out of a callback: every error becomes a status
+  and a log line, or a close.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from ...core import log as logmod
+from ..request import FileBuf, Request
+from ..response import STATUS_LINE_OVERRIDE, date_header, http_date, product, status_line
+from ..uri import BadRequest, normalise_host, parse_target
+from .body import RequestBody
+
+if TYPE_CHECKING:
+    from ...core.process.worker import Worker
+
+_MAX_QUEUED = 8
+_SMALL_FILE = 32768  # below this a file is read and written with the headers
+
+# connection states, for stub_status
+S_READING, S_WRITING, S_WAITING = 1, 2, 3
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+
+class H1Connection(asyncio.Protocol):
+    __slots__ = ("worker", "spec", "http", "transport", "parser", "id", "client_addr", "client_port",
+                 "server_addr", "server_port", "family", "ssl", "start_time", "requests", "queue",
+                 "current", "outq", "paused", "closing", "deadline", "timeout_kind", "state",
+                 "table", "srvconf", "_url", "_headers", "_hdr_bytes", "_hin", "_req", "_dupfd",
+                 "_sending", "_sock_fd", "_lingering", "_last_done", "_te")
+
+    def __init__(self, worker: "Worker", spec: Any) -> None:
+        self.worker = worker
+        self.spec = spec
+        self.http = worker.cycle.http
+        self.ssl = False
+        self.queue: deque[Request] = deque()
+        self.current: Request | None = None
+        self.outq: deque[Any] = deque()
+        self.paused = False
+        self.closing = False
+        self.deadline = 0.0
+        self.timeout_kind = ""
+        self.state = 0
+        self.requests = 0
+        self._url: list[bytes] = []
+        self._headers: list[tuple[str, str]] = []
+        self._hin: dict[str, str] = {}
+        self._hdr_bytes = 0
+        self._req: Request | None = None
+        self._dupfd = -1
+        self._sending = False
+        self._sock_fd = -1
+        self._lingering = False
+        self._te: str | None = None
+
+    # --- asyncio.Protocol ----------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        w = self.worker
+        self.id = w.next_conn_id()
+        self.start_time = time.time()
+        sock = transport.get_extra_info("socket")
+        self.family = sock.family
+        self._sock_fd = sock.fileno()
+        if self.family == socket.AF_UNIX:
+            self.client_addr, self.client_port = "unix:", 0
+            self.server_addr, self.server_port = self.spec.opt.host, 0
+        else:
+            peer = transport.get_extra_info("peername")
+            self.client_addr, self.client_port = peer[0], peer[1]
+            if len(self.spec.tables) > 1 or self.spec.opt.wildcard:
+                local = transport.get_extra_info("sockname")
+                self.server_addr, self.server_port = local[0], local[1]
+            else:
+                self.server_addr, self.server_port = self.spec.opt.host, self.spec.opt.port
+        tables = self.spec.tables
+        self.table = tables.get(self.server_addr) if len(tables) > 1 else None
+        if self.table is None:
+            self.table = tables[""]
+        self.srvconf = self.table.default.core  # type: ignore[union-attr]
+        transport.set_write_buffer_limits(0, 0)
+        self.parser = httptools.HttpRequestParser(self)
+        w.conn_opened(self)
+        self._set_state(S_READING)
+        self.deadline = time.monotonic() + self.srvconf.client_header_timeout
+        self.timeout_kind = "header"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self._drop_dup()
+        for r in ([self.current] if self.current else []) + list(self.queue):
+            if r is not None and not r.done:
+                r.done = True
+                r.keepalive = False
+                if not r.log_status:
+                    r.log_status = 499 if not r.header_sent else r.status
+                self._log(r)
+        self.current = None
+        self.queue.clear()
+        self._cleanup_out()
+        self._set_state(0)
+        self.worker.conn_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if self._lingering:
+            return  # lingering close: read and drop
+        try:
+            self.parser.feed_data(data)
+        except _TooLarge as e:
+            self._early_error(e.status, e.reason)
+            return
+        except httptools.HttpParserUpgrade:
+            # Upgrade requests are handled as ordinary requests until a
+            # module (proxy) takes the tunnel over.
+            pass
+        except httptools.HttpParserError as e:
+            self._parse_error(e)
+            return
+        if self.current is None and self.queue:
+            self._next_request()
+        if len(self.queue) > _MAX_QUEUED and not self.closing:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        if self.current is None and not self.queue:
+            self.close()
+            return None
+        # half-close: finish the responses, then close
+        cur = self.current
+        if cur is not None and cur.body is not None and not cur.body.complete:
+            cur.body.on_error("eof")
+        return True
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        if self.current is not None and self.timeout_kind != "send":
+            self.deadline = time.monotonic() + self.current.loc.core.send_timeout
+            self.timeout_kind = "send"
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.timeout_kind == "send":
+            self.deadline = 0.0
+            self.timeout_kind = ""
+        self._pump()
+
+    # --- httptools callbacks ---------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = []
+        self._headers = []
+        self._hin = {}
+        self._hdr_bytes = 0
+        self._te = None
+        if self.state == S_WAITING:
+            self._set_state(S_READING)
+            self.deadline = time.monotonic() + self.srvconf.client_header_timeout
+            self.timeout_kind = "header"
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self._hdr_bytes += len(url)
+        if self._hdr_bytes > self.srvconf.large_client_header_buffers[1]:
+            raise _TooLarge(414, "client sent too long URI")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        sc = self.srvconf
+        n = len(name) + len(value) + 4
+        self._hdr_bytes += n
+        num, size = sc.large_client_header_buffers
+        if n > size or self._hdr_bytes > num * size:
+            raise _TooLarge(494, "client sent too long header line")
+        k = name.decode("latin-1")
+        if b"_" in name and not sc.underscores_in_headers:
+            if sc.ignore_invalid_headers:
+                return
+        v = value.decode("latin-1")
+        self._headers.append((k, v))
+        low = k.lower()
+        if low not in self._hin:
+            self._hin[low] = v
+        elif low == "host":
+            raise _TooLarge(400, 'client sent duplicate host header: "Host: ' + v + '"')
+        elif low == "content-length":
+            raise _TooLarge(400, 'client sent duplicate header line: "Content-Length: ' + v + '"')
+        if low == "transfer-encoding":
+            self._te = v
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        method = p.get_method().decode("latin-1")
+        ver = p.get_http_version()
+        version = "HTTP/" + ver
+        raw = b"".join(self._url)
+        self.requests += 1
+        sc = self.srvconf
+        try:
+            target = parse_target(raw, sc.merge_slashes)
+        except BadRequest as e:
+            raise _TooLarge(e.status, e.reason) from None
+        hin = self._hin
+        host = target.host
+        if host is None:
+            hv = hin.get("host")
+            if hv is not None:
+                try:
+                    host = normalise_host(hv.encode("latin-1"))
+                except BadRequest as e:
+                    raise _TooLarge(400, e.reason) from None
+            elif ver == "1.1":
+                raise _TooLarge(400, 'client sent HTTP/1.1 request without "Host" header')
+        te = self._te
+        if te is not None and te.strip().lower() != "chunked":
+            raise _TooLarge(501, f'client sent unknown "Transfer-Encoding": "{te}"')
+        if host:
+            srv, m = self.table.find(host)
+        else:
+            srv, m = self.table.default, None
+        r = Request(self, self.http, method, target.raw_uri, target.uri, target.args, version,
+                    self._headers, hin, host or "")
+        r.request_line = f"{method} {target.raw_uri} {version}"
+        r.request_length = self._hdr_bytes + len(method) + 12
+        r.server = srv
+        if m is not None:
+            r.captures = m
+            r.named = {k: (v or "") for k, v in m.groupdict().items()}
+        r.keepalive = p.should_keep_alive()
+        cl = hin.get("content-length")
+        if cl is not None:
+            if not cl.isdigit():
+                raise _TooLarge(400, f'client sent invalid "Content-Length" header: "Content-Length: {cl}"')
+            r.content_length = int(cl)
+        else:
+            r.content_length = None
+        if te is not None or (r.content_length or 0) > 0:
+            r.body = RequestBody(r, self)
+        if self.queue or self.current is not None:
+            r.pipelined = True
+        self.queue.append(r)
+        self._req = r
+
+    def on_body(self, body: bytes) -> None:
+        r = self._req
+        if r is not None and r.body is not None:
+            r.body.on_data(body)
+
+    def on_message_complete(self) -> None:
+        r = self._req
+        if r is not None and r.body is not None:
+            r.body.on_complete()
+        self._req = None
+
+    # --- request sequencing ----------------------------------------------------------
+    def _next_request(self) -> None:
+        if self.closing or self.paused:
+            return
+        r = self.queue.popleft()
+        self.current = r
+        self._set_state(S_WRITING)
+        self.deadline = 0.0
+        self.timeout_kind = ""
+        self.worker.count_request()
+        r.http.engine.start(r)
+
+    def _finish(self, r: Request) -> None:
+        """Response fully handed to the transport: log, then keep-alive or close."""
+        r.done = True
+        r.completed = True
+        self._log(r)
+        self.current = None
+        if self.closing:
+            return
+        if not r.keepalive:
+            self._close_after(r)
+            return
+        if self.queue:
+            if len(self.queue) <= _MAX_QUEUED:
+                self.transport.resume_reading()
+            self._next_request()
+            return
+        self._set_state(S_WAITING)
+        core = r.loc.core
+        self.deadline = time.monotonic() + core.keepalive_timeout
+        self.timeout_kind = "keepalive"
+        self.srvconf = self.table.default.core  # type: ignore[union-attr]
+
+    def _log(self, r: Request) -> None:
+        for fn in r.cleanup:
+            try:
+                fn()
+            except Exception:
+                pass
+        r.cleanup = []
+        if r.log_status:
+            r.status = r.log_status
+        self.http.engine.log(r)
+
+    def request_terminated(self, r: Request) -> None:
+        r.done = True
+        self._log(r)
+        self.current = None
+        self.abort() if r.status == 444 or getattr(r, "reset", False) else self.close()
+
+    def _close_after(self, r: Request) -> None:
+        body = r.body
+        core = r.loc.core if r.loc is not None else None
+        linger = core is not None and core.lingering_close != "off" and (
+            core.lingering_close == "always" or (body is not None and not body.complete) or self.queue)
+        if linger and not self.closing:
+            self._start_lingering(core)
+        else:
+            self.close()
+
+    def _start_lingering(self, core: Any) -> None:
+        # nginx: shut down our side, then read and drop for lingering_timeout,
+        # at most lingering_time, so the client sees the response, not a reset.
+        self._lingering = True
+        self.queue.clear()
+        if not self.outq and not self.paused:
+            try:
+                self.transport.write_eof()
+            except Exception:
+                self.close()
+                return
+        self.deadline = time.monotonic() + core.lingering_timeout
+        self.timeout_kind = "linger"
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.transport.abort()
+
+    def _set_state(self, st: int) -> None:
+        if st != self.state:
+            self.worker.conn_state(self.state, st)
+            self.state = st
+
+    # --- timeouts ------------------------------------------------------------------------
+    def on_tick(self, now: float) -> None:
+        kind = self.timeout_kind
+        self.deadline = 0.0
+        self.timeout_kind = ""
+        if kind == "keepalive":
+            self.close()
+        elif kind == "header":
+            r = Request(self, self.http, "GET", "", "/", "", "HTTP/1.1", [], {}, "")
+            if self._hdr_bytes or self._url:
+                r.request_line = ""
+                r.server = self.table.default
+                r.loc = r.server.root.conf  # type: ignore[union-attr]
+                r.log_error(logmod.INFO, "client timed out (110: Connection timed out) while reading client request headers")
+                r.status = 408
+                self._log(r)
+            self.close()
+        elif kind == "body":
+            r = self.current
+            if r is not None:
+                r.log_error(logmod.INFO, "client timed out (110: Connection timed out) while reading client request body")
+                r.status = 408
+                r.log_status = 408
+                r.terminate()
+            else:
+                self.close()
+        elif kind == "send":
+            r = self.current
+            if r is not None:
+                r.log_error(logmod.INFO, "client timed out (110: Connection timed out) while sending response to client")
+            self.abort()
+        elif kind == "linger":
+            self.close()
+
+    # --- errors before a request exists ------------------------------------------------------
+    def _parse_error(self, e: Exception) -> None:
+        msg = str(e)
+        if "Transfer-Encoding" in msg and self._te is not None and "chunked" not in self._te.lower():
+            self._early_error(501, f'client sent unknown "Transfer-Encoding": "{self._te}"')
+        elif "Content-Length" in msg and "Transfer-Encoding" in msg:
+            self._early_error(400, 'client sent "Content-Length" and "Transfer-Encoding" headers at the same time')
+        elif "Invalid method" in msg or "Expected HTTP/" in msg or "Invalid HTTP version" in msg:
+            self._early_error(400, "client sent invalid request")
+        elif "Invalid header" in msg or "Invalid character in header" in msg:
+            self._early_error(400, "client sent invalid header line")
+        else:
+            self._early_error(400, f"client sent invalid request ({msg})")
+
+    def _early_error(self, status: int, reason: str) -> None:
+        """Answer a request that could not be parsed, then close."""
+        if self.current is not None and not self.current.done:
+            # A pipelined request broke while another is in flight: finish it first.
+            self.queue.clear()
+            self.current.keepalive = False
+            self.transport.pause_reading()
+            return
+        srv = self.table.default
+        method = ""
+        try:
+            method = self.parser.get_method().decode("latin-1")
+        except Exception:
+            pass
+        raw = b"".join(self._url).decode("latin-1")
+        r = Request(self, self.http, method or "GET", raw, raw or "/", "", "HTTP/1.1", self._headers,
+                    self._hin, "")
+        if method and raw:
+            try:
+                ver = self.parser.get_http_version()
+                r.request_line = f"{method} {raw} HTTP/{ver}"
+            except Exception:
+                r.request_line = f"{method} {raw}"
+        r.server = srv
+        r.location = srv.root  # type: ignore[union-attr]
+        r.loc = srv.root.conf  # type: ignore[union-attr]
+        r.keepalive = False
+        r.header_only = method == "HEAD"
+        level = logmod.INFO
+        r.log_error(level, f"{reason} while reading client request {'headers' if self._headers else 'line'}")
+        self.queue.clear()
+        self.current = r
+        self._set_state(S_WRITING)
+        self.transport.pause_reading()
+        self._lingering = False
+        self.deadline = 0.0
+        r.special_response(status)
+
+    # --- output ------------------------------------------------------------------------------
+    def send_head(self, r: Request) -> None:
+        h = r.hout
+        status = h.status
+        core = r.loc.core
+        code = STATUS_LINE_OVERRIDE.get(status, status)
+        no_body = status in (204, 304) or status < 200
+        if r.header_only or no_body:
+            r.chunked = False
+        elif h.content_length is None:
+            if r.version == "HTTP/1.1" and core.chunked_transfer_encoding:
+                r.chunked = True
+            else:
+                r.keepalive = False
+        if r.keepalive:
+            if (core.keepalive_timeout <= 0 or self.requests >= core.keepalive_requests
+                    or time.time() - self.start_time > core.keepalive_time or self.worker.shutting_down):
+                r.keepalive = False
+        out = [status_line(code)]
+        tokens = core.server_tokens
+        out.append(b"Server: " + product(tokens).encode() + b"\r\nDate: " + date_header() + b"\r\n")
+        if h.content_type is not None and status != 304:
+            ct = h.content_type
+            if h.charset:
+                ct = f"{ct}; charset={h.charset}"
+            out.append(f"Content-Type: {ct}\r\n".encode("latin-1"))
+        if h.content_length is not None and not (status == 304 or status == 204 or status < 200):
+            out.append(b"Content-Length: " + str(h.content_length).encode() + b"\r\n")
+        if h.last_modified is not None and status != 304:
+            out.append(b"Last-Modified: " + http_date(h.last_modified).encode() + b"\r\n")
+        elif h.last_modified is not None:
+            out.append(b"Last-Modified: " + http_date(h.last_modified).encode() + b"\r\n")
+        if h.location is not None:
+            loc = h.location
+            if loc.startswith("/") and core.absolute_redirect:
+                loc = r.redirect_url(loc)
+            out.append(f"Location: {loc}\r\n".encode("utf-8", "surrogateescape"))
+        if r.chunked:
+            out.append(b"Transfer-Encoding: chunked\r\n")
+        if status == 101:
+            pass
+        elif r.keepalive:
+            out.append(b"Connection: keep-alive\r\n")
+            if core.keepalive_header:
+                out.append(f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n".encode())
+        else:
+            out.append(b"Connection: close\r\n")
+        # nginx's order: the static handler's ETag, then the header list
+        # (expires, add_header, upstream headers), then filters' additions.
+        if h.etag is not None:
+            out.append(f"ETag: {h.etag}\r\n".encode("latin-1"))
+        for k, v in h.headers:
+            out.append(f"{k}: {v}\r\n".encode("utf-8", "surrogateescape"))
+        if h.content_encoding:
+            out.append(f"Content-Encoding: {h.content_encoding}\r\n".encode())
+        if h.accept_ranges:
+            out.append(b"Accept-Ranges: bytes\r\n")
+        out.append(b"\r\n")
+        data = b"".join(out)
+        r.bytes_sent += len(data)
+        if no_body or r.header_only:
+            r.header_only = True
+        self._write(data)
+
+    def send_body(self, r: Request, bufs: list[Any], last: bool) -> None:
+        if r.done:
+            return
+        if not r.header_only:
+            chunked = r.chunked
+            for b in bufs:
+                if isinstance(b, FileBuf):
+                    if b.size <= 0:
+                        continue
+                    r.body_bytes_sent += b.size
+                    r.bytes_sent += b.size
+                    if chunked:
+                        self._write(f"{b.size:x}\r\n".encode())
+                        self.outq.append(b)
+                        self._write(b"\r\n")
+                    else:
+                        self.outq.append(b)
+                else:
+                    n = len(b)
+                    if not n:
+                        continue
+                    r.body_bytes_sent += n
+                    r.bytes_sent += n
+                    if chunked:
+                        self._write(b"%x\r\n" % n + bytes(b) + b"\r\n")
+                    else:
+                        self._write(b)
+            if last and chunked:
+                self._write(b"0\r\n\r\n")
+        if last:
+            self.outq.append(_DONE(r))
+        self._pump()
+
+    def _write(self, data: Any) -> None:
+        if self.outq or self._sending:
+            self.outq.append(data)
+        else:
+            self.transport.write(data)
+
+    def _pump(self) -> None:
+        """Drain outq in order; returns when waiting for the socket."""
+        q = self.outq
+        while q and not self._sending and not self.closing:
+            item = q[0]
+            if isinstance(item, _DONE):
+                q.popleft()
+                self._finish(item.r)
+                continue
+            if isinstance(item, FileBuf):
+                if self.paused:
+                    return  # transport still holds data; resume_writing calls us
+                if not self._send_file(item):
+                    return
+                q.popleft()
+                continue
+            q.popleft()
+            self.transport.write(item)
+
+    def _send_file(self, fb: FileBuf) -> bool:
+        """Send what the socket takes; True when the region is done."""
+        core = self.current.loc.core if self.current is not None else None
+        use_sendfile = core is not None and core.sendfile and not self.ssl
+        if not use_sendfile or fb.size <= _SMALL_FILE:
+            while fb.size > 0:
+                if self.paused:
+                    return False
+                n = min(fb.size, 65536 if not use_sendfile else _SMALL_FILE)
+                data = os.pread(fb.fd, n, fb.offset)
+                if not data:
+                    self._file_error(fb)
+                    return True
+                fb.offset += len(data)
+                fb.size -= len(data)
+                self.transport.write(data)
+            return True
+        chunk = core.sendfile_max_chunk or fb.size
+        while fb.size > 0:
+            try:
+                sent = os.sendfile(self._sock_fd, fb.fd, fb.offset, min(fb.size, chunk))
+            except BlockingIOError:
+                self._wait_writable()
+                return False
+            except OSError:
+                self.abort()
+                return False
+            if sent == 0:
+                self._file_error(fb)
+                return True
+            fb.offset += sent
+            fb.size -= sent
+        return True
+
+    def _file_error(self, fb: FileBuf) -> None:
+        # the file shrank under us: nginx logs and closes the connection
+        if self.current is not None:
+            self.current.log_error(logmod.ALERT, "file was truncated while sending")
+            self.current.keepalive = False
+        fb.size = 0
+        self.abort()
+
+    def _wait_writable(self) -> None:
+        loop = self.worker.loop
+        if self._dupfd < 0:
+            self._dupfd = os.dup(self._sock_fd)
+        self._sending = True
+        if self.current is not None and self.timeout_kind != "send":
+            self.deadline = time.monotonic() + self.current.loc.core.send_timeout
+            self.timeout_kind = "send"
+        loop.add_writer(self._dupfd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        self.worker.loop.remove_writer(self._dupfd)
+        self._sending = False
+        if self.timeout_kind == "send":
+            self.deadline = 0.0
+            self.timeout_kind = ""
+        self._pump()
+
+    def _drop_dup(self) -> None:
+        if self._dupfd >= 0:
+            try:
+                self.worker.loop.remove_writer(self._dupfd)
+            except Exception:
+                pass
+            os.close(self._dupfd)
+            self._dupfd = -1
+            self._sending = False
+
+    def _cleanup_out(self) -> None:
+        self.outq.clear()
+
+    def expect_continue(self, r: Request) -> None:
+        if r.version == "HTTP/1.1" and r.hin.get("expect", "").lower() == "100-continue" and not r.header_sent:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def body_waiting(self, waiting: bool, r: Request) -> None:
+        if waiting:
+            self.deadline = time.monotonic() + r.loc.core.client_body_timeout
+            self.timeout_kind = "body"
+        elif self.timeout_kind == "body":
+            self.deadline = 0.0
+            self.timeout_kind = ""
+
+
+class _DONE:
+    __slots__ = ("r",)
+
+    def __init__(self, r: Request) -> None:
+        self.r = r

@@ -1,0 +1,372 @@
+"""The protocol-neutral Request and its life: phases, finalization, errors.
+
+A protocol object (h1 today, h2/h3 later) creates a Request when the request
+headers are complete, then calls ``Request.start()``.  Everything after that
+is protocol-neutral: the phase engine, the filter chains, error pages, the log.
+The protocol object only has to provide the ``Stream`` interface used here:
+``send_head(r, head_bytes_or_fields)``, ``send_body(r, bufs, last)`` and
+``request_done(r)``, plus ``ssl``, addresses and ``id``.
+
+Invariants:
+- ``finalize(rc)`` is the single exit: every path that ends a request goes
+  through it, and it runs at most once per request (``r.done``).
+- Headers are sent at most once (``r.header_sent``); a special response after
+  the header went out closes the connection instead (as nginx).
+- ``uri_changes`` starts at 11 and every internal redirect takes one; at zero
+  the request ends with 500 and nginx's "cycle" error-log line.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from ..core import log as logmod
+from .response import NO_KEEPALIVE, HeadersOut, error_page_body
+
+if TYPE_CHECKING:
+    from .core_module import HttpMain
+    from .server import Server
+
+# Handler return codes (nginx's NGX_OK, NGX_DECLINED, NGX_DONE, NGX_AGAIN).
+OK = 0
+DECLINED = -5
+DONE = -4
+AGAIN = -2
+ERROR = -1
+
+
+class FileBuf:
+    """A region of an open file to send (sendfile when the transport allows)."""
+    __slots__ = ("fd", "offset", "size")
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.size = size
+
+
+class Request:
+    def __init__(self, conn: Any, http: "HttpMain", method: str, raw_uri: str, uri: str, args: str,
+                 version: str, headers: list[tuple[str, str]], hin: dict[str, str], host: str) -> None:
+        self.conn = conn
+        self.http = http
+        self.method = method
+        self.raw_uri = raw_uri
+        self.uri = uri
+        self.args = args
+        self.version = version
+        self.headers = headers
+        self.hin = hin
+        self.host = host
+        self.server: "Server | None" = None
+        self.loc: Any = None
+        self.location: Any = None
+        self.captures: Any = None
+        self.named: dict[str, str] = {}
+        self.vars: dict[str, str] = {}
+        self.status = 0
+        self.hout = HeadersOut()
+        self.start_time = time.time()
+        self.internal = False
+        self.uri_changes = 11
+        self.uri_changed = False
+        self.phase_index = 0
+        self.header_sent = False
+        self.header_only = method == "HEAD"
+        self.keepalive = True
+        self.bytes_sent = 0
+        self.body_bytes_sent = 0
+        self.request_length = 0
+        self.request_line = ""
+        self.pipelined = False
+        self.completed = False
+        self.done = False
+        self.error_page = False
+        self.body: Any = None  # RequestBody, set by the protocol
+        self.cleanup: list[Any] = []
+        self.allow_ranges = False
+        self.single_range = False
+        self.chunked = False
+        self.expect_trailers = False
+        self.log_status: int | None = None
+        self.limit_rate = 0
+        self.access_code: int | None = None
+        self._args_dict: dict[str, str] | None = None
+        self._rid: str | None = None
+        self.ctx: dict[str, Any] = {}
+        self.content_length: int | None = None
+        self.error_status = 0
+        self.discard_output = False
+        self.internal_sub = False  # True for subrequests (addition, auth_request)
+
+    # --- request data ------------------------------------------------------------
+    def arg(self, name: str) -> str | None:
+        """$arg_NAME: the first argument with that name (case-insensitive), raw."""
+        if not self.args:
+            return None
+        low = name.lower()
+        for part in self.args.split("&"):
+            k, sep, v = part.partition("=")
+            if k.lower() == low:
+                return v if sep else ""
+        return None
+
+    def cookie(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() != "cookie":
+                continue
+            for part in v.replace(",", ";").split(";"):
+                ck, sep, cv = part.strip().partition("=")
+                if sep and ck.lower() == name.lower():
+                    return cv
+        return None
+
+    def remote_user(self) -> str | None:
+        auth = self.hin.get("authorization")
+        if not auth or not auth[:6].lower() == "basic ":
+            return None
+        import base64
+        try:
+            user = base64.b64decode(auth[6:].strip(), validate=True).decode("latin-1")
+        except Exception:
+            return None
+        return user.partition(":")[0]
+
+    def body_bytes(self) -> bytes | None:
+        b = self.body
+        if b is None:
+            return None
+        return b.in_memory()
+
+    def request_id(self) -> str:
+        if self._rid is None:
+            self._rid = os.urandom(16).hex()
+        return self._rid
+
+    def document_root(self) -> str | None:
+        c = self.loc.core
+        if c.alias:
+            return None
+        if c.root:
+            return c.root.eval(self)
+        return self.http.default_root
+
+    def map_uri_to_path(self, uri: str | None = None) -> str | None:
+        """ngx_http_map_uri_to_path: root + uri, or alias replacing the location prefix."""
+        c = self.loc.core
+        u = self.uri if uri is None else uri
+        if c.alias:
+            alias = c.alias.eval(self)
+            loc = self.location
+            if loc is not None and loc.regex is not None:
+                # alias with captures in a regex location: the alias is the whole path
+                if c.alias.has_vars:
+                    return alias
+                return alias
+            prefix = loc.name if loc is not None else ""
+            if u.startswith(prefix):
+                return alias + u[len(prefix):]
+            return alias + u
+        root = c.root.eval(self) if c.root else self.http.default_root
+        return root + u
+
+    # --- logging helpers ---------------------------------------------------------
+    def log_ctx(self) -> str:
+        parts = [f", client: {self.conn.client_addr}"]
+        if self.server is not None:
+            parts.append(f", server: {self.server.name}")
+        if self.request_line:
+            parts.append(f', request: "{self.request_line}"')
+        host = self.hin.get("host")
+        if host is not None:
+            parts.append(f', host: "{host}"')
+        return "".join(parts)
+
+    def error_log(self) -> logmod.ErrorLog:
+        if self.loc is not None:
+            el = self.loc.core.error_log
+            if el is not None:
+                return el
+        return self.http.cycle.log
+
+    def log_error(self, level: int, msg: str) -> None:
+        el = self.error_log()
+        if level <= el.max_level:
+            el.log(level, msg, self.conn.id, self.log_ctx())
+
+    # --- control flow --------------------------------------------------------------
+    def start(self) -> None:
+        self.http.engine.run(self)
+
+    def internal_redirect(self, uri: str, args: str | None) -> None:
+        self.uri_changes -= 1
+        if self.uri_changes == 0:
+            self.log_error(logmod.ERROR, f'rewrite or internal redirection cycle while internally redirecting to "{uri}"')
+            self.finalize(500)
+            return
+        self.uri = uri
+        if args is not None:
+            self.args = args
+            self._args_dict = None
+        self.internal = True
+        self.captures = None
+        self.named = {}
+        self.http.engine.restart_server_rewrite(self)
+
+    def named_location(self, loc: Any) -> None:
+        self.uri_changes -= 1
+        if self.uri_changes == 0:
+            self.log_error(logmod.ERROR, f'rewrite or internal redirection cycle while redirect to named location "{loc.name}"')
+            self.finalize(500)
+            return
+        self.internal = True
+        self.http.engine.enter_location(self, loc, None)
+
+    def finalize(self, rc: int) -> None:
+        """End the request with a handler's return code."""
+        if rc == DONE or rc == AGAIN:
+            return
+        if self.done:
+            return
+        if rc == ERROR:
+            self.keepalive = False
+            self.terminate()
+            return
+        if rc >= 300 or (rc >= 200 and not self.header_sent and rc != 200):
+            if self.header_sent:
+                self.keepalive = False
+                self.terminate()
+                return
+            self.special_response(rc)
+            return
+        if rc == OK or rc == 200:
+            if not self.header_sent:
+                # a handler that produced nothing: nginx sends an empty 200? it would
+                # have sent a header; treat as internal error to be safe.
+                self.special_response(500)
+                return
+            return
+
+    def terminate(self) -> None:
+        """Close without (more) response: client errors, timeouts, 444."""
+        if self.done:
+            return
+        self.done = True
+        self.keepalive = False
+        self.conn.request_terminated(self)
+
+    def special_response(self, code: int) -> None:
+        """nginx's ngx_http_special_response_handler, with error_page."""
+        core = self.loc.core if self.loc is not None else None
+        if code == 444:
+            self.log_status = 444
+            self.status = 444
+            self.terminate()
+            return
+        if code in NO_KEEPALIVE:
+            self.keepalive = False
+        if core is not None and (not self.error_page or core.recursive_error_pages):
+            page = core.error_pages.get(code) if core.error_pages else None
+            if page is not None:
+                self.error_page = True
+                if self._run_error_page(code, page):
+                    return
+        self.status = code
+        self.hout.clear_for_error()
+        tokens = core.server_tokens if core is not None else "on"
+        msie = bool(core is not None and core.msie_padding and "MSIE " in self.hin.get("user-agent", ""))
+        body = error_page_body(code, tokens, msie)
+        self.hout.status = code
+        if body is None:
+            self.hout.content_length = 0 if code >= 200 and code not in (204, 304) else None
+            self.send_header()
+            self.send(None, True)
+            return
+        self.hout.content_type = "text/html"
+        self.hout.content_length = len(body)
+        self.send_header()
+        self.send([body], True)
+
+    def _run_error_page(self, code: int, page: Any) -> bool:
+        uri = page.uri.eval(self)
+        if page.overwrite is not None and page.overwrite > 0:
+            overwrite = page.overwrite
+        elif page.overwrite == 0:
+            overwrite = 0
+        else:
+            overwrite = code
+        if page.named:
+            loc = self.server.named.get(uri) if self.server is not None else None
+            if loc is None:
+                self.log_error(logmod.ERROR, f'named location "{uri}" not found')
+                return False
+            self.status = overwrite if overwrite else 0
+            self.error_status = overwrite
+            self.named_location(loc)
+            return True
+        if uri.startswith("/"):
+            self.status = overwrite if overwrite else 0
+            self.error_status = overwrite
+            path, _, args = uri.partition("?")
+            if self.method != "HEAD":
+                self.method = "GET"
+            self.hout = HeadersOut()
+            self.internal_redirect(path, args if "?" in uri else "")
+            return True
+        # an absolute URL: a redirect
+        status = overwrite if overwrite in (301, 302, 303, 307, 308) else 302
+        self.hout.clear_for_error()
+        self.hout.location = uri
+        self.error_page = True
+        self.status = status
+        core = self.loc.core
+        body = error_page_body(status, core.server_tokens)
+        self.hout.status = status
+        self.hout.content_type = "text/html"
+        self.hout.content_length = len(body) if body else 0
+        self.send_header()
+        self.send([body] if body else None, True)
+        return True
+
+    # --- output --------------------------------------------------------------------
+    def send_header(self) -> None:
+        if self.header_sent:
+            return
+        if not self.hout.status:
+            self.hout.status = self.status or 200
+        if getattr(self, "error_status", 0) and self.hout.status == 200:
+            self.hout.status = self.error_status
+        self.status = self.hout.status
+        self.header_sent = True
+        self.http.header_chain(self)
+
+    def send(self, bufs: list[Any] | None, last: bool) -> None:
+        """Push body buffers (bytes or FileBuf) through the body filter chain."""
+        if self.discard_output:
+            return
+        self.http.body_chain(self, bufs or [], last)
+
+    def redirect_url(self, path: str) -> str:
+        """Build an absolute Location as nginx does for relative redirects."""
+        core = self.loc.core
+        if not core.absolute_redirect:
+            return path
+        scheme = "https" if self.conn.ssl else "http"
+        if core.server_name_in_redirect and self.server is not None and self.server.name:
+            host = self.server.name
+        else:
+            host = self.host or self.conn.server_addr
+        port = ""
+        if core.port_in_redirect:
+            p = self.conn.server_port
+            if not ((p == 80 and scheme == "http") or (p == 443 and scheme == "https")):
+                port = f":{p}"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{scheme}://{host}{port}{path}"
+
+
+def unescape_path(s: str) -> str:
+    return unquote(s, errors="surrogateescape")

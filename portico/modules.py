@@ -1,0 +1,58 @@
+"""The list of compiled-in modules, in nginx's order, and build facts for -V.
+
+Invariant: ``registry()`` returns a fresh Registry each call (a Cycle owns
+its directive objects), listing modules in the order nginx initialises them,
+which fixes phase-handler and filter registration order.
+"""
+from __future__ import annotations
+
+from .core.module import Module, Registry
+
+
+def all_modules() -> list[Module]:
+    from .core.core_module import CoreModule
+    from .http.core_module import HttpCoreModule
+    from .http.modules.headers import HeadersModule
+    from .http.modules.log import LogModule
+    from .http.modules.range import RangeModule
+    from .http.modules.rewrite import RewriteModule
+    from .http.modules.static import IndexModule, StaticModule
+    from .http.modules.stub_status import StubStatusModule
+    return [CoreModule(), HttpCoreModule(), LogModule(), StaticModule(), IndexModule(),
+            RewriteModule(), StubStatusModule(), HeadersModule(), RangeModule()]
+
+
+def registry() -> Registry:
+    reg = Registry()
+    for m in all_modules():
+        reg.add(m)
+    return reg
+
+
+#: nginx's HTTP modules that its configure builds by default, by module name
+DEFAULT_HTTP_MODULES = (
+    "charset", "gzip", "ssi", "userid", "access", "auth_basic", "mirror", "autoindex", "geo", "map",
+    "split_clients", "referer", "rewrite", "proxy", "fastcgi", "uwsgi", "scgi", "grpc", "memcached",
+    "limit_conn", "limit_req", "empty_gif", "browser", "upstream_hash", "upstream_ip_hash",
+    "upstream_least_conn", "upstream_random", "upstream_keepalive", "upstream_zone",
+)
+
+#: optional nginx modules (``--with-...``) and the Portico module that provides each
+OPTIONAL_HTTP_MODULES = (
+    "ssl", "v2", "v3", "realip", "addition", "xslt", "image_filter", "geoip", "sub", "dav", "flv",
+    "mp4", "gunzip", "gzip_static", "auth_request", "random_index", "secure_link", "degradation",
+    "slice", "stub_status", "perl",
+)
+
+
+def configure_arguments() -> str:
+    have = {m.name for m in all_modules()}
+    args = []
+    for name in OPTIONAL_HTTP_MODULES:
+        if name in have:
+            args.append(f"--with-http_{name}_module")
+    for name in DEFAULT_HTTP_MODULES:
+        if name not in have:
+            args.append(f"--without-http_{name}_module")
+    args.append("--without-http-cache")
+    return " ".join(args)
