@@ -41,6 +41,8 @@ class Server:
                  prefix: str | None = None) -> None:
         self.kind = kind
         self.prefix = prefix or tempfile.mkdtemp(prefix=f"{kind}-")
+        # nginx started as root runs its workers as "nobody": let them read.
+        os.chmod(self.prefix, 0o755)
         os.makedirs(os.path.join(self.prefix, "logs"), exist_ok=True)
         os.makedirs(os.path.join(self.prefix, "conf"), exist_ok=True)
         shutil.copy(os.path.join(REPO, "conf", "mime.types"), os.path.join(self.prefix, "conf", "mime.types"))
@@ -90,7 +92,8 @@ class Server:
         with open(self.pid_path) as f:
             return int(f.read().strip())
 
-    def signal(self, sig: int) -> None:
+    def kill(self, sig: int) -> None:
+        """Send ``sig`` to the master process named in the pid file."""
         os.kill(self.master_pid, sig)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:

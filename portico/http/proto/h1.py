@@ -44,6 +44,9 @@ S_READING, S_WRITING, S_WAITING = 1, 2, 3
 
 
 class _TooLarge(Exception):
+    """Raised inside parser callbacks; httptools wraps it, so the connection
+    also keeps it in ``_err`` to recover the status after feed_data fails."""
+
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
         self.reason = reason
@@ -138,6 +141,13 @@ class H1Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except _TooLarge as e:
             self._early_error(e.status, e.reason)
+            return
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__ or e.__cause__
+            if isinstance(cause, _TooLarge):
+                self._early_error(cause.status, cause.reason)
+            else:
+                self._early_error(500, f"internal error in request parser: {cause!r}")
             return
         except httptools.HttpParserUpgrade:
             # Upgrade requests are handled as ordinary requests until a
