@@ -12,13 +12,14 @@ from .core.module import Module, Registry
 def all_modules() -> list[Module]:
     from .core.core_module import CoreModule
     from .http.core_module import HttpCoreModule
+    from .http.modules.dav import DavModule
     from .http.modules.headers import HeadersModule
     from .http.modules.log import LogModule
     from .http.modules.range import RangeModule
     from .http.modules.rewrite import RewriteModule
     from .http.modules.static import IndexModule, StaticModule
     from .http.modules.stub_status import StubStatusModule
-    return [CoreModule(), HttpCoreModule(), LogModule(), StaticModule(), IndexModule(),
+    return [CoreModule(), HttpCoreModule(), LogModule(), StaticModule(), IndexModule(), DavModule(),
             RewriteModule(), StubStatusModule(), HeadersModule(), RangeModule()]
 
 

@@ -289,3 +289,91 @@ def test_virtual_server_selection(server):
     assert get("abc.rx.test") == b"rx"
     assert get("WWW.EXAMPLE.COM.") == b"exact"
     assert get("unknown.test") == b"dflt"
+
+
+# --- request bodies, read for real by the dav module's PUT ----------------------------
+
+def dav_conf(port: int, extra: str = "") -> str:
+    return conf(port, server_extra=f"""
+        client_body_temp_path tmp_body;
+        dav_methods PUT DELETE MKCOL;
+        create_full_put_path on;
+        dav_access user:rw group:r all:r;
+        {extra}""")
+
+
+def test_put_content_length_and_chunked_bodies(server):
+    port = free_port()
+    srv = server(dav_conf(port, "client_body_buffer_size 1k;"), files=FILES)
+    body = os.urandom(200_000)
+    req = (b"PUT /up/new.bin HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(body)).encode()
+           + b"\r\n\r\n" + body)
+    status, headers, _, _ = parse_response(raw_request(port, req + b"GET /up/new.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    assert status == 201 and headers["location"] == f"http://x:{port}/up/new.bin"
+    with open(srv.path("html/up/new.bin"), "rb") as f:
+        assert f.read() == body
+    assert oct(os.stat(srv.path("html/up/new.bin")).st_mode & 0o777) == "0o644"
+    chunks = b"".join(b"%x\r\n" % len(body[i:i + 7000]) + body[i:i + 7000] + b"\r\n"
+                      for i in range(0, len(body), 7000))
+    out = raw_request(port, b"PUT /up/new.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                            b"Connection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+    assert parse_response(out)[0] == 204
+    with open(srv.path("html/up/new.bin"), "rb") as f:
+        assert f.read() == body
+    assert os.listdir(srv.path("tmp_body")) == []  # temp files renamed or removed
+
+
+def test_put_expect_continue_gets_100(server):
+    port = free_port()
+    srv = server(dav_conf(port), files=FILES)
+    s = connect(port)
+    s.sendall(b"PUT /e.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    s.settimeout(3)
+    assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(b"abc")
+    (status, headers, body), = read_responses(s, 1)
+    assert status == 201
+    with open(srv.path("html/e.txt"), "rb") as f:
+        assert f.read() == b"abc"
+
+
+def test_chunked_body_over_client_max_body_size_is_413(server):
+    port = free_port()
+    srv = server(dav_conf(port, "client_max_body_size 10;"), files=FILES)
+    out = raw_request(port, b"PUT /x.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n")
+    assert parse_response(out)[0] == 413
+    assert not os.path.exists(srv.path("html/x.txt"))
+    time.sleep(0.2)
+    assert "client intended to send too large chunked body: 16 bytes" in srv.log()
+
+
+def test_client_body_timeout_408(server):
+    port = free_port()
+    srv = server(dav_conf(port, "client_body_timeout 1;"), files=FILES)
+    s = connect(port)
+    s.sendall(b"PUT /slow.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    t0 = time.monotonic()
+    s.settimeout(5)
+    assert s.recv(4096) == b""  # nginx closes without a response
+    assert time.monotonic() - t0 < 3.5
+    time.sleep(0.3)
+    assert '"PUT /slow.txt HTTP/1.1" 408' in srv.log("access.log")
+    assert "client timed out" in srv.log()
+    assert not os.path.exists(srv.path("html/slow.txt"))
+
+
+def test_delete_and_mkcol(server):
+    port = free_port()
+    srv = server(dav_conf(port), files=FILES)
+
+    def req(method: str, uri: str) -> int:
+        return parse_response(raw_request(port, f"{method} {uri} HTTP/1.0\r\n\r\n".encode()))[0]
+    assert req("MKCOL", "/col/") == 201
+    assert req("MKCOL", "/col/") == 405
+    assert req("MKCOL", "/nocol") == 409
+    assert req("DELETE", "/a.txt") == 204
+    assert req("DELETE", "/a.txt") == 404
+    assert req("DELETE", "/col") == 409
+    assert req("DELETE", "/col/") == 204
+    assert not os.path.exists(srv.path("html/col"))

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 class RequestBody:
     __slots__ = ("r", "conn", "chunks", "size", "file", "complete", "discarding", "waiters",
-                 "error", "requested")
+                 "error", "requested", "path")
 
     def __init__(self, r: "Request", conn: Any) -> None:
         self.r = r
@@ -34,13 +34,14 @@ class RequestBody:
         self.waiters: list[Callable[["RequestBody"], None]] = []
         self.error: str | None = None
         self.requested = False
+        self.path: str | None = None  # the temp file's name, when the body is in one
 
     def on_data(self, data: bytes) -> None:
         self.size += len(data)
         if self.discarding:
             return
         r = self.r
-        if r.loc is not None:
+        if self.requested:  # limits apply while a handler reads the body
             core = r.loc.core
             limit = core.client_max_body_size
             if limit and self.size > limit and r.content_length is None:
@@ -60,17 +61,36 @@ class RequestBody:
         if self.requested:
             self.conn.body_waiting(True, r)
 
-    def _spill(self, core: Any) -> None:
-        path = self.r.http.cycle.full_path(core.client_body_temp_path)
-        try:
-            os.makedirs(path, exist_ok=True)
-            self.file = tempfile.TemporaryFile(dir=path)
-        except OSError:
-            self.file = tempfile.TemporaryFile()
-        self.r.log_error(logmod.WARN, f"a client request body is buffered to a temporary file {path}/")
+    def _spill(self, core: Any, warn: bool = True) -> None:
+        d = self.r.http.cycle.full_path(core.client_body_temp_path)
+        os.makedirs(d, exist_ok=True)
+        fd, self.path = tempfile.mkstemp(dir=d, prefix="00")
+        self.file = os.fdopen(fd, "w+b")
+        self.r.cleanup.append(self._remove)
+        if warn:
+            self.r.log_error(logmod.WARN, f"a client request body is buffered to a temporary file {self.path}")
         for c in self.chunks:
             self.file.write(c)
         self.chunks = []
+
+    def _remove(self) -> None:
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def detach_file(self) -> str | None:
+        """Hand the temp file over (e.g. PUT renames it); it is no longer removed."""
+        path, self.path = self.path, None
+        if self.file is not None:
+            self.file.flush()
+        return path
 
     def on_complete(self) -> None:
         self.complete = True
@@ -86,8 +106,29 @@ class RequestBody:
         for w in waiters:
             w(self)
 
-    def read(self, callback: Callable[["RequestBody"], None]) -> None:
-        """Call ``callback(body)`` once the whole body is here (or failed)."""
+    def read(self, callback: Callable[["RequestBody"], None], in_file: bool = False) -> None:
+        """Call ``callback(body)`` once the whole body is here (or failed).
+
+        With ``in_file`` the body is kept in a named temporary file in
+        client_body_temp_path (nginx's request_body_in_file_only)."""
+        r = self.r
+        core = r.loc.core
+        if in_file and self.file is None:
+            try:
+                self._spill(core, warn=False)
+            except OSError as e:
+                r.log_error(logmod.CRIT, f"failed to create temporary file for the request body ({e.errno}: {e.strerror})")
+                self.error = "tempfile"
+                callback(self)
+                return
+        limit = core.client_max_body_size
+        if limit and self.size > limit:
+            r.log_error(logmod.ERROR, f"client intended to send too large chunked body: {self.size} bytes")
+            self.discarding = True
+            self.error = "too large"
+            r.keepalive = False
+            r.finalize(413)
+            return
         if not self.requested:
             self.requested = True
             self.conn.expect_continue(self.r)
