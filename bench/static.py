@@ -39,6 +39,8 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from typing import Any
 
@@ -69,6 +71,47 @@ def log(msg: str) -> None:
 
 
 # --- config ----------------------------------------------------------------------------------
+
+def snapshot_portico(dest_root: str, tries: int = 4) -> str:
+    """Copy portico/ to ``dest_root`` and make ``-m portico`` run that copy.
+
+    Other people edit the working tree while a benchmark runs; a frozen copy
+    keeps every server of one run on the same code.  A copy that does not
+    import (caught mid-edit) is retaken a few seconds later, and then the
+    committed version (git HEAD) is used.  Returns where the copy came from."""
+    import hashlib
+    for attempt in range(tries + 1):
+        dst = os.path.join(dest_root, "portico")
+        shutil.rmtree(dst, ignore_errors=True)
+        if attempt < tries:
+            source = "working tree"
+            shutil.copytree(os.path.join(REPO, "portico"), dst,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            # last resort: the committed version
+            head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()
+            source = f"git {head}"
+            arch = subprocess.run(["git", "-C", REPO, "archive", "HEAD", "portico"], capture_output=True)
+            subprocess.run(["tar", "-x", "-C", dest_root], input=arch.stdout, check=True)
+        p = subprocess.run([sys.executable, "-c", "import portico.cli, portico.http.proto.h1, portico.modules"],
+                           cwd=dest_root, capture_output=True, text=True, timeout=60)
+        if p.returncode == 0:
+            h = hashlib.sha1()
+            for base, dirs, files in sorted(os.walk(dst)):
+                dirs.sort()
+                for name in sorted(files):
+                    with open(os.path.join(base, name), "rb") as f:
+                        h.update(name.encode() + f.read())
+            # `python3 -m portico` puts the cwd first on sys.path: run from the copy.
+            os.chdir(dest_root)
+            return f"{source} (sha1 of sources {h.hexdigest()[:12]})"
+        log(f"portico snapshot of the {source} does not import (attempt {attempt + 1}): "
+            f"{p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+        if attempt < tries - 1:
+            time.sleep(5)
+    raise RuntimeError("could not take an importable snapshot of portico/")
+
 
 def make_conf(port: int, workers: int, keepalive_timeout: str = "75s") -> str:
     return f"""
@@ -105,11 +148,52 @@ def start_server(kind: str, workers: int, keepalive_timeout: str = "75s") -> tup
     srv = Server(make_conf(port, workers, keepalive_timeout), kind=kind, files=files)
     try:
         srv.start()
+        drain_output(srv)
         wait_ready(srv, port, workers)
     except BaseException:
         srv.cleanup()
         raise
     return srv, port
+
+
+def drain_output(srv: Server) -> None:
+    """Read the server's stdout/stderr pipes in the background (a full pipe would
+    block it) and keep the first 64 KiB of each in ``srv.bench_output``."""
+    srv.bench_output = {"stdout": bytearray(), "stderr": bytearray()}  # type: ignore[attr-defined]
+    proc = srv.proc
+    assert proc is not None
+
+    def pump(name: str, stream: Any) -> None:
+        buf = srv.bench_output[name]  # type: ignore[attr-defined]
+        try:
+            while True:
+                b = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+                if not b:
+                    return
+                if len(buf) < 65536:
+                    buf += b[:65536 - len(buf)]
+        except (OSError, ValueError):
+            return
+    for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        if stream is not None:
+            threading.Thread(target=pump, args=(name, stream), daemon=True).start()
+
+
+def server_output(srv: Server) -> str:
+    out = getattr(srv, "bench_output", None)
+    if not out:
+        return ""
+    return (bytes(out["stdout"]) + bytes(out["stderr"])).decode("utf-8", "replace")
+
+
+def finish(srv: Server) -> str:
+    """Stop the server, remove its prefix; what it printed on stdout/stderr."""
+    try:
+        srv.stop()
+        time.sleep(0.1)
+        return server_output(srv)
+    finally:
+        srv.cleanup()
 
 
 def wait_ready(srv: Server, port: int, workers: int, timeout: float = 15.0) -> None:
@@ -123,13 +207,15 @@ def wait_ready(srv: Server, port: int, workers: int, timeout: float = 15.0) -> N
         while True:
             try:
                 status, length = http_get(port, path)
-                if status == 200 and length == size:
-                    break
-                raise RuntimeError(f"{srv.kind} GET {path}: status {status}, body {length} bytes")
-            except OSError:
+            except OSError as e:
                 if time.monotonic() > deadline:
-                    raise
+                    raise RuntimeError(f"{srv.kind} GET {path} failed: {e!r}; error.log:\n"
+                                       f"{srv.log()[-2000:]}{server_output(srv)[-2000:]}") from None
                 time.sleep(0.05)
+                continue
+            if status == 200 and length == size:
+                break
+            raise RuntimeError(f"{srv.kind} GET {path}: status {status}, body {length} bytes")
 
 
 def http_get(port: int, path: str) -> tuple[int, int]:
@@ -274,6 +360,7 @@ class LogWatch:
             level = m.group(1)
             msg = line[m.end():]
             msg = re.sub(r", client: .*$", "", msg)
+            msg = re.sub(r"\b\d+\.\d+\.\d+\.\d+\b", "ADDR", msg)
             msg = re.sub(r"\b\d{2,}\b", "N", msg)
             if level in _BAD_LEVELS:
                 out[f"[{level}] {msg[:200]}"] += 1
@@ -496,39 +583,61 @@ def idle_case(kind: str, n: int, settle: float, cpu_window: float) -> dict[str, 
         res["error_log"] = watch.error_summary()
         return res
     finally:
-        srv.cleanup()
+        out = finish(srv)
+        if out.strip():
+            res_out = locals().get("res")
+            if isinstance(res_out, dict):
+                res_out["server_output"] = out[-4000:]
+            else:
+                log(f"{kind} printed:\n{out[-4000:]}")
 
 
 # --- load cases ---------------------------------------------------------------------------------
 
-def load_cases(workers: int, cases: list[str], duration: int, warmup: int) -> dict[str, dict[str, Any]]:
+def load_cases(workers: int, cases: list[str], duration: int, warmup: int,
+               rounds: int) -> dict[str, dict[str, Any]]:
+    """Each case ``rounds`` times, nginx and Portico alternating (who goes first
+    swaps every round).  The reported run is the best req/s of the rounds
+    (the one least disturbed by other load on the machine); every run is kept
+    in ``runs`` and checked for errors."""
     servers: dict[str, tuple[Server, int]] = {}
     results: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     try:
         for kind in KINDS:
             servers[kind] = start_server(kind, workers)
         for case in cases:
             path = "/small.txt" if case == "small" else "/big.bin"
-            for kind in KINDS:
-                srv, port = servers[kind]
-                url = f"http://127.0.0.1:{port}{path}"
-                if warmup:
-                    run_wrk(url, warmup)
-                watch = LogWatch(srv)
-                pids = tree(srv)
-                log(f"  {case} w{workers} {kind}: wrk -d{duration}s {url}")
-                r = run_wrk(url, duration)
-                time.sleep(0.3)  # let the last log lines land
-                r["access_log_lines"], r["access_statuses"] = watch.access_statuses()
-                r["error_log"] = watch.error_summary()
-                r["workers_changed"] = workers_changed(pids, srv)
-                r["workers"] = workers
-                results[f"{case}_w{workers}_{kind}"] = r
-                log(f"    {r['rps']:.0f} req/s, p99 {r['p99_ms']} ms, errors {r['socket_errors']}, "
-                    f"non-2xx/3xx {r['non_2xx_3xx']}, log {r['access_statuses']}")
+            for rnd in range(rounds):
+                for kind in (KINDS if rnd % 2 == 0 else KINDS[::-1]):
+                    srv, port = servers[kind]
+                    url = f"http://127.0.0.1:{port}{path}"
+                    if warmup:
+                        run_wrk(url, warmup)
+                    watch = LogWatch(srv)
+                    pids = tree(srv)
+                    log(f"  {case} w{workers} {kind} round {rnd + 1}/{rounds}: wrk -d{duration}s {url}")
+                    r = run_wrk(url, duration)
+                    time.sleep(0.3)  # let the last log lines land
+                    r["access_log_lines"], r["access_statuses"] = watch.access_statuses()
+                    r["error_log"] = watch.error_summary()
+                    r["workers_changed"] = workers_changed(pids, srv)
+                    r["workers"] = workers
+                    r["round"] = rnd + 1
+                    r["loadavg"] = os.getloadavg()[0]
+                    runs[f"{case}_w{workers}_{kind}"].append(r)
+                    log(f"    {r['rps']:,.0f} req/s, p99 {fmt(r['p99_ms'], 'ms')}, errors {r['socket_errors']}, "
+                        f"non-2xx/3xx {r['non_2xx_3xx']}, log {r['access_statuses']}")
     finally:
-        for srv, _ in servers.values():
-            srv.cleanup()
+        for kind, (srv, _) in servers.items():
+            out = finish(srv)
+            if out.strip():
+                results[f"output_w{workers}_{kind}"] = {"server_output": out[-4000:]}
+    for key, rs in runs.items():
+        best = dict(max(rs, key=lambda r: r["rps"]))
+        best["runs"] = rs
+        best["all_rps"] = [round(r["rps"]) for r in rs]
+        results[key] = best
     return results
 
 
@@ -552,7 +661,7 @@ def build_table(res: dict[str, Any], workers_list: list[int]) -> list[tuple[str,
     rows = []
 
     def add(label: str, a: Any, b: Any, unit: str, bar_key: str | None = None) -> None:
-        ratio = (b / a) if (a and b is not None) else None
+        ratio = (b / a) if (a and b is not None and unit) else None
         bar = ""
         if bar_key and ratio is not None:
             op, lim = BARS[bar_key]
@@ -587,40 +696,59 @@ def print_table(rows: list[tuple[str, str, str, str, str]]) -> None:
         print(f"{label:<{w0}}{a:>14} {b:>14} {ratio:>8}  {bar}")
 
 
-def print_observations(res: dict[str, Any]) -> list[str]:
+def _strip_raw(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _strip_raw(x) for k, x in v.items() if k != "raw"}
+    if isinstance(v, list):
+        return [_strip_raw(x) for x in v]
+    return v
+
+
+def observations(res: dict[str, Any]) -> list[str]:
+    """Everything a human should look at, one line each."""
     notes = []
     for key, r in sorted(res.items()):
-        if not isinstance(r, dict):
+        if not isinstance(r, dict) or key in ("meta",):
             continue
-        kind = "portico" if key.endswith("portico") else "nginx"
-        errs = {k: v for k, v in (r.get("socket_errors") or {}).items() if v}
-        if errs:
-            notes.append(f"{key}: wrk socket errors {errs}")
-        if r.get("non_2xx_3xx"):
-            notes.append(f"{key}: {r['non_2xx_3xx']} non-2xx/3xx responses")
-        sts = r.get("access_statuses") or {}
-        odd = {k: v for k, v in sts.items() if k != "200"}
-        if odd:
-            notes.append(f"{key}: access.log statuses other than 200: {odd}")
-        if "requests" in r and r.get("access_log_lines") is not None:
-            diff = r["access_log_lines"] - r["requests"]
-            if abs(diff) > 100:
-                notes.append(f"{key}: access.log has {r['access_log_lines']} lines for {r['requests']} "
-                             f"wrk responses ({diff:+d})")
-        if r.get("workers_changed"):
-            notes.append(f"{key}: {r['workers_changed']}")
-        for msg, cnt in (r.get("error_log") or {}).items():
+        runs = r.get("runs") or [r]
+        if len(runs) > 1:
+            rps = [x["rps"] for x in runs]
+            spread = (max(rps) - min(rps)) / max(rps) if max(rps) else 0
+            notes.append(f"{key}: req/s per round {[round(x) for x in rps]}"
+                         f"{'  (spread %.0f%%: noisy machine?)' % (100 * spread) if spread > 0.15 else ''}")
+        errlog: collections.Counter[str] = collections.Counter()
+        for x in runs:
+            tag = f"{key} round {x['round']}" if "round" in x else key
+            errs = {k: v for k, v in (x.get("socket_errors") or {}).items() if v}
+            if errs:
+                notes.append(f"{tag}: wrk socket errors {errs}")
+            if x.get("non_2xx_3xx"):
+                notes.append(f"{tag}: wrk counted {x['non_2xx_3xx']} non-2xx/3xx responses")
+            odd = {k: v for k, v in (x.get("access_statuses") or {}).items() if k != "200"}
+            if odd:
+                notes.append(f"{tag}: access.log statuses other than 200: {odd}")
+            if "requests" in x and x.get("access_log_lines") is not None:
+                diff = x["access_log_lines"] - x["requests"]
+                if abs(diff) > 100:
+                    notes.append(f"{tag}: access.log has {x['access_log_lines']} lines for {x['requests']} "
+                                 f"wrk responses ({diff:+d})")
+            if x.get("workers_changed"):
+                notes.append(f"{tag}: {x['workers_changed']}")
+            if x.get("rc"):
+                notes.append(f"{tag}: wrk exited {x['rc']}: {x.get('raw', '')[-300:]}")
+            errlog.update(x.get("error_log") or {})
+        for msg, cnt in sorted(errlog.items(), key=lambda kv: -kv[1]):
             notes.append(f"{key}: error.log x{cnt}: {msg}")
         if r.get("failures"):
             notes.append(f"{key}: idle connection failures {r['failures']}")
         if "alive" in r and r["alive"] != r["connections"]:
             notes.append(f"{key}: only {r['alive']} of {r['connections']} idle connections still open at measurement")
-        if "worker_nofile_limit" in r:
+        if r.get("worker_nofile_limit", "20000") != "20000":
             notes.append(f"{key}: worker 'Max open files' = {r['worker_nofile_limit']} "
                          f"(config says worker_rlimit_nofile 20000)")
-        if r.get("rc"):
-            notes.append(f"{key}: wrk exited {r['rc']}")
-        _ = kind
+        if r.get("server_output"):
+            notes.append(f"{key}: server printed on stdout/stderr:\n      "
+                         + r["server_output"].strip().replace("\n", "\n      "))
     return notes
 
 
@@ -632,6 +760,10 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2", help="worker_processes values for the load cases")
     ap.add_argument("--duration", type=int, default=None, help="wrk -d seconds (max 10)")
     ap.add_argument("--conns", type=int, default=None, help="idle connections (default 10000)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="runs per load case and server, best kept (default 2, --quick 1)")
+    ap.add_argument("--no-snapshot", action="store_true",
+                    help="run portico/ from the working tree instead of a copy taken at start")
     ap.add_argument("--budget", type=int, default=340, help="abort the whole run after this many seconds")
     args = ap.parse_args()
 
@@ -643,6 +775,7 @@ def main() -> int:
         return 2
     duration = min(args.duration or (2 if args.quick else 8), 10)
     warmup = 0 if args.quick else 1
+    rounds = args.rounds or (1 if args.quick else 2)
     conns = args.conns or (2000 if args.quick else 10000)
     cases = [c.strip() for c in args.only.split(",") if c.strip()]
     workers_list = [int(w) for w in args.workers.split(",") if w.strip()]
@@ -653,16 +786,33 @@ def main() -> int:
     signal.alarm(args.budget)
 
     t0 = time.monotonic()
+    snap_root = tempfile.mkdtemp(prefix="portico-bench-src-")
+    try:
+        return run_all(args, cases, workers_list, duration, warmup, rounds, conns, snap_root, t0)
+    finally:
+        os.chdir(REPO)
+        shutil.rmtree(snap_root, ignore_errors=True)
+
+
+def run_all(args: Any, cases: list[str], workers_list: list[int], duration: int, warmup: int,
+            rounds: int, conns: int, snap_root: str, t0: float) -> int:
     res: dict[str, Any] = {"meta": {"duration": duration, "warmup": warmup, "conns": conns,
                                     "cpus": os.cpu_count(), "nginx": subprocess.run(
                                         ["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
-                                    "python": sys.version.split()[0]}}
+                                    "python": sys.version.split()[0], "rounds": rounds,
+                                    "loadavg_start": os.getloadavg()[0]}}
     try:
+        if args.no_snapshot:
+            os.chdir(REPO)
+            res["meta"]["portico_source"] = "working tree"
+        else:
+            res["meta"]["portico_source"] = "snapshot of " + snapshot_portico(snap_root)
+        log(f"portico: {res['meta']['portico_source']}")
         load = [c for c in cases if c in ("small", "big")]
         if load:
             for w in workers_list:
                 log(f"load cases, worker_processes {w}")
-                res.update(load_cases(w, load, duration, warmup))
+                res.update(load_cases(w, load, duration, warmup, rounds))
         if "idle" in cases:
             for kind in KINDS:
                 log(f"idle case: {conns} keep-alive connections to {kind}")
@@ -680,16 +830,17 @@ def main() -> int:
     rows = build_table(res, workers_list)
     print()
     print_table(rows)
-    notes = print_observations(res)
+    notes = observations(res)
     if notes:
         print("\nobservations:")
         for n in notes:
             print("  " + n)
-    print(f"\nelapsed {res['meta']['elapsed_s']}s; wrk -t1 -c50 -d{duration}s --latency"
-          f"{', 1s warm-up per run' if warmup else ''}; {os.cpu_count()} CPUs")
+    print(f"\nportico: {res['meta'].get('portico_source')}; elapsed {res['meta']['elapsed_s']}s; "
+          f"wrk -t1 -c50 -d{duration}s --latency, best of {rounds}"
+          f"{', 1s warm-up per run' if warmup else ''}; {os.cpu_count()} CPUs; "
+          f"load average at start {res['meta']['loadavg_start']:.2f}")
     if args.json:
-        out = {k: ({kk: vv for kk, vv in v.items() if kk != "raw"} if isinstance(v, dict) else v)
-               for k, v in res.items()}
+        out = _strip_raw(res)
         out["table"] = [dict(zip(("case", "nginx", "portico", "ratio", "bar"), r)) for r in rows]
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2, sort_keys=True)

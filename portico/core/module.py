@@ -186,10 +186,10 @@ def set_str(attr: str) -> Callable[[Any, Node, Any], None]:
 def set_num(attr: str) -> Callable[[Any, Node, Any], None]:
     def setter(cf: Any, node: Node, conf: Any) -> None:
         _dup_check(conf, attr, node)
-        a = node.args[0]
-        if not a.isdigit():
+        v = values.parse_number(node.args[0])
+        if v is None:
             raise node.error(f'"{node.name}" directive invalid number')
-        setattr(conf, attr, int(a))
+        setattr(conf, attr, v)
     return setter
 
 
@@ -241,7 +241,7 @@ def set_enum(attr: str, choices: dict[str, Any]) -> Callable[[Any, Node, Any], N
         _dup_check(conf, attr, node)
         key = node.args[0].lower()
         if key not in choices:
-            raise node.error(f'invalid value "{node.args[0]}" in "{node.name}" directive')
+            raise node.error(f'invalid value "{node.args[0]}"')
         setattr(conf, attr, choices[key])
     return setter
 
@@ -250,11 +250,11 @@ def set_bufs(attr: str) -> Callable[[Any, Node, Any], None]:
     """``NUMBER SIZE`` pairs such as large_client_header_buffers 4 8k."""
     def setter(cf: Any, node: Node, conf: Any) -> None:
         _dup_check(conf, attr, node)
-        num = node.args[0]
+        num = values.parse_number(node.args[0])
         size = values.parse_size(node.args[1])
-        if not num.isdigit() or int(num) == 0 or not size:
-            raise node.error(f'invalid value "{node.args[0] if not num.isdigit() else node.args[1]}" in "{node.name}" directive')
-        setattr(conf, attr, (int(num), size))
+        if not num or not size:
+            raise node.error(f'"{node.name}" directive invalid value')
+        setattr(conf, attr, (num, size))
     return setter
 
 

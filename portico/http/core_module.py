@@ -134,6 +134,17 @@ class HttpMain:
         self.header_chain: Any = None
         self.body_chain: Any = None
 
+    def all_locations(self) -> list[Location]:
+        """Every location of every server (server roots and named ones too)."""
+        out: list[Location] = []
+        for srv in self.servers:
+            stack = [srv.root] + list(srv.named.values())
+            while stack:
+                loc = stack.pop()
+                out.append(loc)
+                stack.extend(loc.children)
+        return out
+
     def add_phase_handler(self, phase: str, handler: Any) -> None:
         self.phases.setdefault(phase, []).append(handler)
 

@@ -21,7 +21,14 @@ import regex
 
 
 class LocConfs:
-    """Attribute bag: one merged loc conf per http module, by module name."""
+    """Attribute bag: one merged loc conf per http module, by module name.
+
+    ``header_chain``/``body_chain`` are this location's filter chains, built
+    on first use by ``Engine.chains_for``.
+    """
+
+    header_chain: Any = None
+    body_chain: Any = None
 
     def __init__(self, confs: dict[str, Any]) -> None:
         self.__dict__.update(confs)

@@ -83,27 +83,34 @@ class Engine:
         self.server_rewrite_index = self.phase_start["server_rewrite"]
         self.rewrite_index = self.phase_start["rewrite"]
 
-    def _compose_header(self, http: "HttpMain") -> Callable[[Request], None]:
+    def _compose_header(self, http: "HttpMain", loc: Any = None) -> Callable[[Request], None]:
         def final(r: Request) -> None:
             r.conn.send_head(r)
         chain: Callable[[Request], None] = final
-        registered = dict(http.header_filters)
+        registered = {e[0]: e for e in http.header_filters}
         for name in reversed(HEADER_ORDER):
-            f = registered.get(name)
-            if f is not None:
-                chain = _bind_header(f, chain)
+            e = registered.get(name)
+            if e is not None and (loc is None or len(e) < 3 or e[2](loc)):
+                chain = _bind_header(e[1], chain)
         return chain
 
-    def _compose_body(self, http: "HttpMain") -> Callable[[Request, list[Any], bool], None]:
+    def _compose_body(self, http: "HttpMain", loc: Any = None) -> Callable[[Request, list[Any], bool], None]:
         def final(r: Request, bufs: list[Any], last: bool) -> None:
             r.conn.send_body(r, bufs, last)
         chain: Callable[[Request, list[Any], bool], None] = final
-        registered = dict(http.body_filters)
+        registered = {e[0]: e for e in http.body_filters}
         for name in reversed(BODY_ORDER):
-            f = registered.get(name)
-            if f is not None:
-                chain = _bind_body(f, chain)
+            e = registered.get(name)
+            if e is not None and (loc is None or len(e) < 3 or e[2](loc)):
+                chain = _bind_body(e[1], chain)
         return chain
+
+    def chains_for(self, loc: Any) -> None:
+        """Build a location's own filter chains, leaving out filters whose
+        ``applies(loc_conf)`` says they can do nothing there (once per
+        location per Cycle; stored on the LocConfs)."""
+        loc.header_chain = self._compose_header(self.http, loc)
+        loc.body_chain = self._compose_body(self.http, loc)
 
     # --- running ---------------------------------------------------------------------
     def run(self, r: Request) -> None:

@@ -48,6 +48,41 @@ class FileBuf:
 
 
 class Request:
+    # Defaults live on the class so that creating a request sets only what
+    # differs (the hot path).  Mutable per-request containers are created in
+    # __init__; ``named`` is only ever replaced, never mutated in place.
+    server: "Server | None" = None
+    loc: Any = None
+    location: Any = None
+    captures: Any = None
+    named: dict[str, str] = {}
+    status = 0
+    internal = False
+    uri_changes = 11
+    uri_changed = False
+    phase_index = 0
+    header_sent = False
+    keepalive = True
+    bytes_sent = 0
+    body_bytes_sent = 0
+    request_length = 0
+    request_line = ""
+    pipelined = False
+    completed = False
+    done = False
+    error_page = False
+    body: Any = None  # RequestBody, set by the protocol
+    allow_ranges = False
+    chunked = False
+    log_status: int | None = None
+    limit_rate = 0
+    access_code: int | None = None
+    _rid: str | None = None
+    content_length: int | None = None
+    error_status = 0
+    discard_output = False
+    internal_sub = False  # True for subrequests (addition, auth_request)
+
     def __init__(self, conn: Any, http: "HttpMain", method: str, raw_uri: str, uri: str, args: str,
                  version: str, headers: list[tuple[str, str]], hin: dict[str, str], host: str) -> None:
         self.conn = conn
@@ -60,46 +95,12 @@ class Request:
         self.headers = headers
         self.hin = hin
         self.host = host
-        self.server: "Server | None" = None
-        self.loc: Any = None
-        self.location: Any = None
-        self.captures: Any = None
-        self.named: dict[str, str] = {}
-        self.vars: dict[str, str] = {}
-        self.status = 0
         self.hout = HeadersOut()
         self.start_time = time.time()
-        self.internal = False
-        self.uri_changes = 11
-        self.uri_changed = False
-        self.phase_index = 0
-        self.header_sent = False
         self.header_only = method == "HEAD"
-        self.keepalive = True
-        self.bytes_sent = 0
-        self.body_bytes_sent = 0
-        self.request_length = 0
-        self.request_line = ""
-        self.pipelined = False
-        self.completed = False
-        self.done = False
-        self.error_page = False
-        self.body: Any = None  # RequestBody, set by the protocol
+        self.vars: dict[str, str] = {}
         self.cleanup: list[Any] = []
-        self.allow_ranges = False
-        self.single_range = False
-        self.chunked = False
-        self.expect_trailers = False
-        self.log_status: int | None = None
-        self.limit_rate = 0
-        self.access_code: int | None = None
-        self._args_dict: dict[str, str] | None = None
-        self._rid: str | None = None
         self.ctx: dict[str, Any] = {}
-        self.content_length: int | None = None
-        self.error_status = 0
-        self.discard_output = False
-        self.internal_sub = False  # True for subrequests (addition, auth_request)
 
     # --- request data ------------------------------------------------------------
     def arg(self, name: str) -> str | None:
@@ -209,8 +210,7 @@ class Request:
         self.uri = uri
         if args is not None:
             self.args = args
-            self._args_dict = None
-        self.internal = True
+            self.internal = True
         self.captures = None
         self.named = {}
         self.http.engine.restart_server_rewrite(self)
@@ -340,13 +340,22 @@ class Request:
             self.hout.status = self.error_status
         self.status = self.hout.status
         self.header_sent = True
-        self.http.header_chain(self)
+        loc = self.loc
+        chain = loc.header_chain
+        if chain is None:
+            self.http.engine.chains_for(loc)
+            chain = loc.header_chain
+        chain(self)
 
     def send(self, bufs: list[Any] | None, last: bool) -> None:
         """Push body buffers (bytes or FileBuf) through the body filter chain."""
         if self.discard_output:
             return
-        self.http.body_chain(self, bufs or [], last)
+        chain = self.loc.body_chain
+        if chain is None:
+            self.http.engine.chains_for(self.loc)
+            chain = self.loc.body_chain
+        chain(self, bufs or [], last)
 
     def redirect_url(self, path: str) -> str:
         """Build an absolute Location as nginx does for relative redirects."""

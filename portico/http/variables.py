@@ -111,7 +111,20 @@ def _named_capture_getter(name: str) -> Getter:
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
+_tl_cache: list[Any] = [-1, ""]
+
+
 def time_local(t: float) -> str:
+    """$time_local, formatted once per second."""
+    sec = int(t)
+    if _tl_cache[0] == sec:
+        return _tl_cache[1]
+    _tl_cache[0] = sec
+    _tl_cache[1] = _time_local(sec)
+    return _tl_cache[1]
+
+
+def _time_local(t: float) -> str:
     lt = time.localtime(t)
     off = lt.tm_gmtoff
     sign = "+" if off >= 0 else "-"

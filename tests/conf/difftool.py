@@ -11,6 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,12 +35,16 @@ def have_nginx() -> bool:
     return os.path.exists(NGINX)
 
 
-def _normalise(stderr: str, prog: str, prefix: str) -> str | None:
+_EMERG = re.compile(r"^(?:(?:nginx|portico): |\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )"
+                    r"\[emerg\] (?:\d+#\d+: )?(.*)$")
+
+
+def _normalise(stderr: str, prefix: str) -> str | None:
+    """The first emerg message, in either nginx's stderr or its log-line form."""
     for line in stderr.splitlines():
-        if "[emerg]" in line:
-            if line.startswith(prog + ": "):
-                line = "PROG: " + line[len(prog) + 2:]
-            return line.replace(prefix, "DIR")
+        m = _EMERG.match(line)
+        if m:
+            return "[emerg] " + m.group(1).replace(prefix, "DIR")
     return None
 
 
@@ -59,12 +64,10 @@ def run(kind: str, conf: str, files: dict[str, str] | None = None,
             f.write(conf)
         if kind == "nginx":
             cmd = [NGINX, "-t", "-p", prefix + "/", "-c", conf_path, *extra]
-            prog = "nginx"
         else:
             cmd = [sys.executable, "-m", "portico", "-t", "-p", prefix, "-c", conf_path, *extra]
-            prog = "portico"
         env = dict(os.environ, PYTHONPATH=REPO)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=prefix, env=env)
-        return Outcome(p.returncode == 0, _normalise(p.stderr, prog, prefix))
+        return Outcome(p.returncode == 0, _normalise(p.stderr, prefix))
     finally:
         shutil.rmtree(prefix, ignore_errors=True)

@@ -3,20 +3,33 @@
 Invariants:
 - A worker never binds: it serves the sockets the master opened, so reloads
   and respawns never drop the listen queue.
-- QUIT: stop accepting, close idle keep-alive connections, let in-flight
-  requests finish (responses then say ``Connection: close``), exit when no
-  connection is left or worker_shutdown_timeout expires.  TERM/INT: exit now.
+- The master forks a worker with ``WORKER_SIGNALS`` blocked; ``_main``
+  unblocks them only after its loop has handlers for them and its servers
+  exist, so an early QUIT (a quick second reload) is a graceful stop, never
+  the default action (core dump).  SIGUSR2/SIGWINCH/SIGHUP are ignored.
+- QUIT: stop accepting; close keep-alive connections that are idle (waiting
+  state, no request being served or queued, no unread byte in the socket:
+  closing with unread input would make the kernel send RST); every other
+  connection finishes its request (responses then say ``Connection:
+  close``); exit when no connection is left or worker_shutdown_timeout
+  expires.  TERM/INT: exit now.
 - All timeouts are deadlines on connections, checked by one sweep per
   ``_TICK`` seconds; the sweep also notices a dead master and exits.
 - Counters for stub_status live in the shared zone slot given by the master:
-  gauges (active, reading, writing, waiting) and cumulative counts.
+  gauges (active, reading, writing, waiting) and cumulative counts, indexed
+  by position in ``STAT_FIELDS``.
+- USR1 reopens, in this process, the error logs (main and http-level) and
+  every module's files (access logs).
 """
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import os
 import signal
 import socket
+import termios
 import time
 from typing import Any
 
@@ -29,6 +42,25 @@ ACTIVE, ACCEPTS, HANDLED, REQUESTS, READING, WRITING, WAITING = range(7)
 STAT_FIELDS = ("active", "accepts", "handled", "requests", "reading", "writing", "waiting")
 GAUGES = ("active", "reading", "writing", "waiting")
 _STATE_FIELD = {1: READING, 2: WRITING, 3: WAITING}
+_S_WAITING = 3  # a connection's ``state`` while idle between keep-alive requests
+
+#: signals the master handles, blocked in it and (until the loop is ready) in a new worker
+WORKER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
+                  signal.SIGCHLD, signal.SIGUSR2, signal.SIGWINCH)
+
+
+def _unread_bytes(conn: Any) -> int:
+    """Bytes waiting in the kernel for ``conn`` (FIONREAD), 0 if unknown."""
+    try:
+        sock = conn.transport.get_extra_info("socket")
+        fd = sock.fileno() if sock is not None else -1
+        if fd < 0:
+            return 0
+        buf = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+        return buf[0]
+    except (OSError, AttributeError, ValueError):
+        return 0
 
 
 class LocalStats:
@@ -57,6 +89,9 @@ class Worker:
         self.servers: list[Any] = []
         self._conn_id = 0
         self.loop: Any = None
+        #: monotonic clock, refreshed by every read event and tick: deadlines
+        #: are computed from it so the hot path does not call the clock.
+        self.now = time.monotonic()
         self._stop: asyncio.Future[None] | None = None
         core = cycle.confs["core"]
         self.max_conns = core.worker_connections
@@ -118,7 +153,8 @@ class Worker:
         self._stop = loop.create_future()
         for sig, fn in ((signal.SIGQUIT, self.graceful), (signal.SIGTERM, self.fast_stop),
                         (signal.SIGINT, self.fast_stop), (signal.SIGUSR1, self.reopen),
-                        (signal.SIGHUP, lambda: None), (signal.SIGWINCH, lambda: None)):
+                        (signal.SIGHUP, _ignore), (signal.SIGWINCH, _ignore),
+                        (signal.SIGUSR2, _ignore)):
             loop.add_signal_handler(sig, fn)
         for mod in self.cycle.registry.modules:
             mod.init_worker(self)
@@ -129,6 +165,7 @@ class Worker:
                 return H1Connection(self, spec)
             srv = await loop.create_server(factory, sock=sock, backlog=spec.opt.backlog)
             self.servers.append(srv)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
         self._tick_hooks = [h for h in (getattr(m, "tick_worker", None) for m in self.cycle.registry.modules) if h]
         tick = loop.create_task(self._tick())
         try:
@@ -143,7 +180,7 @@ class Worker:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(_TICK)
-            now = time.monotonic()
+            now = self.now = time.monotonic()
             for c in list(self.conns):
                 d = c.deadline
                 if d and now >= d:
@@ -175,7 +212,8 @@ class Worker:
         if self.shutdown_timeout:
             self._deadline = time.monotonic() + self.shutdown_timeout
         for c in list(self.conns):
-            if c.current is None and not c.queue:
+            if (getattr(c, "state", _S_WAITING) == _S_WAITING and c.current is None and not c.queue
+                    and not _unread_bytes(c)):
                 c.close()
         if not self.conns:
             self._finish()
@@ -195,7 +233,13 @@ class Worker:
     def reopen(self) -> None:
         self.cycle.log.log(logmod.NOTICE, "reopening logs")
         self.cycle.log.reopen()
+        for el in getattr(self.cycle, "extra_logs", []):
+            el.reopen()
         for mod in self.cycle.registry.modules:
             fn = getattr(mod, "reopen", None)
             if fn:
                 fn(self.cycle)
+
+
+def _ignore() -> None:
+    pass

@@ -7,6 +7,11 @@ Invariants:
 - Without ``always``, headers are added only for 200, 201, 204, 206, 301,
   302, 303, 304, 307 and 308, as nginx.
 - The not-modified filter acts only on 200 responses to the main request.
+  A failed If-Match / If-Unmodified-Since is nginx's filter finalize: all
+  output headers wiped, the 412 page sent (saying keep-alive), then the
+  connection closed.
+- Dates are parsed exactly as ngx_parse_http_time; expires arithmetic is in
+  whole seconds like nginx's ``time_t``.
 """
 from __future__ import annotations
 
@@ -86,53 +91,88 @@ def headers_filter(r: Request, next: Any) -> None:
     for name, value, always in hc.headers:
         if always or status in _OK_STATUSES:
             v = value.eval(r)
-            if v:
-                low = name.lower()
-                if low == "cache-control":
+            low = name.lower()
+            if low == "last-modified":
+                # ngx_http_set_last_modified: replaces the computed header; an
+                # empty value removes it
+                h.last_modified = None
+                h.remove("Last-Modified")
+                if v:
                     h.headers.append((name, v))
-                elif low == "last-modified":
-                    h.last_modified = None
-                    h.headers.append((name, v))
-                elif low == "etag":
-                    h.etag = v
-                else:
-                    h.headers.append((name, v))
+            elif low == "etag":
+                # ngx_http_set_response_header: replaces in place; empty removes
+                h.etag = v or None
+            elif v:
+                h.headers.append((name, v))
     next(r)
 
 
 def _set_expires(r: Request, exp: tuple[str, float]) -> None:
+    """ngx_http_set_expires: Expires, then Cache-Control, in whole seconds.
+
+    Headers already there (from an upstream) are replaced in place (the first
+    Expires, the first Cache-Control; further Cache-Control lines dropped), as
+    nginx; else both are appended.
+    """
     kind, secs = exp
     h = r.hout
-    h.remove("Expires")
-    h.remove("Cache-Control")
     if kind == "epoch":
-        h.headers.append(("Expires", _EPOCH))
-        h.headers.append(("Cache-Control", "no-cache"))
+        _put_expires(h, _EPOCH, "no-cache")
         return
     if kind == "max":
-        h.headers.append(("Expires", _MAX_EXPIRES))
-        h.headers.append(("Cache-Control", "max-age=315360000"))
+        _put_expires(h, _MAX_EXPIRES, "max-age=315360000")
         return
-    now = time.time()
-    if kind == "modified":
-        base = h.last_modified if h.last_modified is not None else now
-        expires_at = base + secs
-        max_age = int(expires_at - now)
-    elif kind == "daily":
-        lt = time.localtime(now)
-        midnight = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
-        expires_at = midnight + secs
-        if expires_at <= now:
-            expires_at += 86400
-        max_age = int(expires_at - now)
+    now = int(time.time())
+    max_age = int(secs)
+    if max_age == 0 and kind != "daily":
+        _put_expires(h, http_date(now), "max-age=0")
+        return
+    if kind == "daily":
+        expires_at = _next_time(now, max_age)
+        max_age = expires_at - now
+    elif kind == "access" or h.last_modified is None:
+        expires_at = now + max_age
     else:
-        expires_at = now + secs
-        max_age = int(secs)
-    h.headers.append(("Expires", http_date(expires_at)))
-    if max_age < 0:
-        h.headers.append(("Cache-Control", "no-cache"))
+        expires_at = int(h.last_modified) + max_age
+        max_age = expires_at - now
+    if secs < 0 or max_age < 0:
+        cc = "no-cache"
     else:
-        h.headers.append(("Cache-Control", f"max-age={max_age}"))
+        cc = f"max-age={max_age}"
+    _put_expires(h, http_date(expires_at), cc)
+
+
+def _next_time(now: int, when: int) -> int:
+    """ngx_next_time: the next local ``when`` seconds after midnight (mktime-normalised)."""
+    lt = time.localtime(now)
+    tm = [lt.tm_year, lt.tm_mon, lt.tm_mday, when // 3600, when % 3600 // 60, when % 60, 0, 0, -1]
+    nxt = int(time.mktime(tuple(tm)))  # type: ignore[arg-type]
+    if nxt - now > 0:
+        return nxt
+    tm[2] += 1
+    return int(time.mktime(tuple(tm)))  # type: ignore[arg-type]
+
+
+def _put_expires(h: Any, expires: str, cc: str) -> None:
+    out: list[tuple[str, str]] = []
+    seen_e = seen_cc = False
+    for k, v in h.headers:
+        low = k.lower()
+        if low == "expires" and not seen_e:
+            out.append((k, expires))
+            seen_e = True
+            continue
+        if low == "cache-control":
+            if not seen_cc:
+                out.append((k, cc))
+                seen_cc = True
+            continue
+        out.append((k, v))
+    if not seen_e:
+        out.append(("Expires", expires))
+    if not seen_cc:
+        out.append(("Cache-Control", cc))
+    h.headers = out
 
 
 # --- not modified ------------------------------------------------------------------
@@ -147,11 +187,12 @@ def _etag_list(value: str) -> list[str]:
 
 
 def _test_if_match(r: Request, value: str, weak: bool) -> bool:
+    # ngx_http_test_if_match: a lone "*" matches even without an ETag
+    if value == "*":
+        return True
     etag = r.hout.etag
     if etag is None:
         return False
-    if value.strip() == "*":
-        return True
     if weak and etag.startswith("W/"):
         etag = etag[2:]
     for tag in _etag_list(value):
@@ -169,9 +210,11 @@ def not_modified_filter(r: Request, next: Any) -> None:
         return
     hin = r.hin
     ius = hin.get("if-unmodified-since")
-    if ius is not None and h.last_modified is not None:
+    if ius is not None:
+        # ngx_http_test_if_unmodified: no Last-Modified, or a date nginx cannot
+        # parse (-1), or an older one, all fail the precondition
         t = parse_http_date(ius)
-        if t is None or not (t >= int(h.last_modified)):
+        if h.last_modified is None or t is None or t < int(h.last_modified):
             _precondition_failed(r)
             return
     im = hin.get("if-match")
@@ -215,7 +258,22 @@ def _modified(r: Request, ims: str) -> bool:
 
 
 def _precondition_failed(r: Request) -> None:
+    """ngx_http_filter_finalize_request(r, NULL, 412).
+
+    nginx wipes every output header (ngx_http_clean_header), sends the 412
+    special response -- whose header still says ``Connection: keep-alive`` --
+    and then ends the request with NGX_ERROR, which closes the connection.
+    """
+    r.hout.clean()
     r.header_sent = False
+    send = r.send
+
+    def send_then_close(bufs: list[Any] | None, last: bool) -> None:
+        if last:
+            r.keepalive = False  # after the header went out: close, as NGX_ERROR does
+        send(bufs, last)
+
+    r.send = send_then_close  # type: ignore[method-assign]
     r.special_response(412)
     r.discard_output = True
 
@@ -232,5 +290,6 @@ class HeadersModule(Module):
     ]
 
     def postconfiguration(self, http: Any) -> None:
-        http.header_filters.append(("headers", headers_filter))
+        http.header_filters.append(("headers", headers_filter,
+                                    lambda loc: bool(loc.headers.headers) or loc.headers.expires is not None))
         http.header_filters.append(("not_modified", not_modified_filter))

@@ -7,6 +7,9 @@ Invariants:
   a syntactically valid but useless one (e.g. ``bytes=0-`` of an empty file,
   more than ``max_ranges``, overlapping ranges larger than the file) falls
   back to the whole 200 response.
+- A 416 keeps the header list (nginx's special response does not clean
+  it), so headers added by the first filter pass stay, then Content-Range.
+- Multipart boundaries are 20 zero-padded digits, as nginx's ``%0muA``.
 - The body part needs the whole body in one call (a FileBuf or bytes);
   that is what every range-capable producer sends.
 """
@@ -22,6 +25,8 @@ from ..response import http_date, parse_http_date
 NOT_SATISFIABLE = -1
 DECLINED = -2
 _boundary = itertools.count(1)
+_MAX_OFF_T = 2 ** 63 - 1
+_CUTOFF, _CUTLIM = divmod(_MAX_OFF_T, 10)
 
 
 def parse_ranges(value: str, length: int, max_ranges: int | None) -> list[tuple[int, int]] | int:
@@ -33,10 +38,16 @@ def parse_ranges(value: str, length: int, max_ranges: int | None) -> list[tuple[
     left = max_ranges if max_ranges is not None else 2 ** 31 - 1
 
     def digits(i: int) -> tuple[int, int]:
+        """Read a number; (-1, i) when it overflows off_t (nginx: 416)."""
         j = i
+        v = 0
         while j < n and p[j].isdigit() and p[j].isascii():
+            d = ord(p[j]) - 48
+            if v >= _CUTOFF and (v > _CUTOFF or d > _CUTLIM):
+                return -1, j
+            v = v * 10 + d
             j += 1
-        return int(p[i:j]), j
+        return v, j
 
     while True:
         start = end = 0
@@ -48,6 +59,8 @@ def parse_ranges(value: str, length: int, max_ranges: int | None) -> list[tuple[
             if not (p[i].isdigit() and p[i].isascii()):
                 return NOT_SATISFIABLE
             start, i = digits(i)
+            if start < 0:
+                return NOT_SATISFIABLE
             while i < n and p[i] == " ":
                 i += 1
             if i >= n or p[i] != "-":
@@ -67,6 +80,8 @@ def parse_ranges(value: str, length: int, max_ranges: int | None) -> list[tuple[
             if i >= n or not (p[i].isdigit() and p[i].isascii()):
                 return NOT_SATISFIABLE
             end, i = digits(i)
+            if end < 0:
+                return NOT_SATISFIABLE
             while i < n and p[i] == " ":
                 i += 1
             if i < n and p[i] != ",":
@@ -77,6 +92,8 @@ def parse_ranges(value: str, length: int, max_ranges: int | None) -> list[tuple[
             end = length if end >= length else end + 1
         if start < end:
             ranges.append((start, end))
+            if size > _MAX_OFF_T - (end - start):
+                return NOT_SATISFIABLE
             size += end - start
             if left == 0:
                 return DECLINED
@@ -120,7 +137,7 @@ def range_header_filter(r: Request, next: Any) -> None:
                 h.accept_ranges = True
                 next(r)
                 return
-    res = parse_ranges(rv, length, max_ranges)
+    res = parse_ranges(rv, length, 1 if r.single_range else max_ranges)
     if res == DECLINED:
         h.accept_ranges = True
         next(r)
@@ -140,14 +157,19 @@ def range_header_filter(r: Request, next: Any) -> None:
         h.content_length = e - s
         next(r)
         return
-    boundary = f"{next_boundary():010d}"
+    # nginx: "%0muA" of ngx_next_temp_number(0), i.e. 20 zero-padded digits
+    boundary = f"{next_boundary():020d}"
     ctype = h.content_type or ""
-    if h.charset:
-        ctype = f"{ctype}; charset={h.charset}"
+    if ctype and h.charset:
+        part_type = f"Content-Type: {ctype}; charset={h.charset}\r\n"
+    elif ctype:
+        part_type = f"Content-Type: {ctype}\r\n"
+    else:
+        part_type = ""  # no Content-Type line in the parts at all
     heads = []
     total = 0
     for s, e in res:
-        head = (f"\r\n--{boundary}\r\nContent-Type: {ctype}\r\n"
+        head = (f"\r\n--{boundary}\r\n{part_type}"
                 f"Content-Range: bytes {s}-{e - 1}/{length}\r\n\r\n").encode()
         heads.append(head)
         total += len(head) + (e - s)

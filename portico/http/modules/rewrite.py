@@ -101,5 +101,8 @@ class RewriteModule(Module):
     ]
 
     def postconfiguration(self, http: Any) -> None:
-        http.add_phase_handler("server_rewrite", rewrite_handler)
-        http.add_phase_handler("rewrite", rewrite_handler)
+        # Per-configuration, not per-request: without any script the
+        # rewrite phases have no handler at all.
+        if any(loc.confs_raw["rewrite"].script for loc in http.all_locations()):
+            http.add_phase_handler("server_rewrite", rewrite_handler)
+            http.add_phase_handler("rewrite", rewrite_handler)

@@ -3,6 +3,10 @@
 Invariants:
 - The path is always ``root + uri`` (or the alias mapping); ``uri`` was
   normalised by the protocol layer so it never climbs out of the root.
+- The Content-Type comes from the URI's extension (``r->exten``), never from
+  the mapped file name; an empty type (``default_type ""``) means none.
+- The 301 Location for a directory is the decoded URI escaped as nginx's
+  NGX_ESCAPE_URI, plus '/' and the raw ``?args``.
 - Errors map as nginx: ENOENT/ENOTDIR -> 404 (logged at error level when
   ``log_not_found``), EACCES -> 403, a directory without a trailing slash ->
   301 to ``uri/``, methods other than GET/HEAD/POST -> 405, POST -> 405.
@@ -14,7 +18,6 @@ import errno
 import os
 import stat
 from typing import Any
-from urllib.parse import quote
 
 from ...conf.parser import Node
 from ...core import log as logmod
@@ -25,14 +28,50 @@ _ERRNO_STATUS = {errno.ENOENT: 404, errno.ENOTDIR: 404, errno.ENAMETOOLONG: 404,
                  errno.EACCES: 403, errno.ELOOP: 403, errno.EPERM: 403}
 
 
-def content_type_for(r: Request, path: str) -> str:
+def uri_exten(uri: str) -> str:
+    """nginx's ``r->exten`` (ngx_http_set_exten): the text after the last '.' of
+    the last segment, unless that '.' starts the segment ("/.htaccess" has none)."""
+    i = len(uri) - 1
+    while i > 1:
+        c = uri[i]
+        if c == ".":
+            if uri[i - 1] != "/":
+                return uri[i + 1:]
+            return ""
+        if c == "/":
+            return ""
+        i -= 1
+    return ""
+
+
+def content_type_for(r: Request, uri: str) -> str:
+    """ngx_http_set_content_type: by the URI's extension (not the file's: an
+    ``alias`` or regex capture may map it elsewhere), else ``default_type``."""
     core = r.loc.core
-    dot = path.rfind(".")
-    if dot > path.rfind("/"):
-        t = core.types.get(path[dot + 1:].lower())
+    ext = uri_exten(uri)
+    if ext:
+        t = core.types.get(ext.lower())
         if t is not None:
             return t
     return core.default_type
+
+
+# ngx_escape_uri(NGX_ESCAPE_URI): controls, space, '#', '%', '?', DEL and non-ASCII
+_URI_ESCAPE = frozenset(list(range(0x21)) + [0x23, 0x25, 0x3F] + list(range(0x7F, 0x100)))
+
+
+def escape_uri(uri: str) -> str:
+    """nginx's ngx_escape_uri(..., NGX_ESCAPE_URI), upper-case hex, byte-wise."""
+    raw = uri.encode("utf-8", "surrogateescape")
+    if not any(b in _URI_ESCAPE for b in raw):
+        return uri
+    out = bytearray()
+    for b in raw:
+        if b in _URI_ESCAPE:
+            out += b"%%%02X" % b
+        else:
+            out.append(b)
+    return out.decode("latin-1")
 
 
 def etag_for(st: os.stat_result) -> str:
@@ -46,11 +85,6 @@ def _open_error(r: Request, e: OSError, path: str) -> int:
         return status
     r.log_error(level, f'open() "{path}" failed ({e.errno}: {e.strerror})')
     return status
-
-
-def escape_uri(uri: str) -> str:
-    """nginx's NGX_ESCAPE_URI-like escaping for Location headers."""
-    return quote(uri, safe="/:@!$&'()*+,;=-._~%", encoding="utf-8", errors="surrogateescape")
 
 
 def static_handler(r: Request) -> int:
@@ -74,6 +108,7 @@ def static_handler(r: Request) -> int:
         os.close(fd)
         if r.body is not None:
             r.body.discard()
+        # nginx escapes the decoded URI (NGX_ESCAPE_URI), adds '/' and the raw args
         uri = escape_uri(r.uri) + "/"
         if r.args:
             uri += "?" + r.args
@@ -93,7 +128,7 @@ def static_handler(r: Request) -> int:
     h.status = 200
     h.content_length = st.st_size
     h.last_modified = st.st_mtime
-    h.content_type = content_type_for(r, path)
+    h.content_type = content_type_for(r, r.uri) or None  # "" is nginx's "no Content-Type"
     if r.loc.core.etag:
         h.etag = etag_for(st)
     r.allow_ranges = True

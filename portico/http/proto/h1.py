@@ -29,7 +29,7 @@ import httptools
 
 from ...core import log as logmod
 from ..request import FileBuf, Request
-from ..response import STATUS_LINE_OVERRIDE, date_header, http_date, product, status_line
+from ..response import STATUS_LINE_OVERRIDE, date_str, http_date, product, status_line
 from ..uri import BadRequest, normalise_host, parse_target
 from .body import RequestBody
 
@@ -56,8 +56,9 @@ class H1Connection(asyncio.Protocol):
     __slots__ = ("worker", "spec", "http", "transport", "parser", "id", "client_addr", "client_port",
                  "server_addr", "server_port", "family", "ssl", "start_time", "requests", "queue",
                  "current", "outq", "paused", "closing", "deadline", "timeout_kind", "state",
-                 "table", "srvconf", "_url", "_headers", "_hdr_bytes", "_hin", "_req", "_dupfd",
-                 "_sending", "_sock_fd", "_lingering", "_last_done", "_te")
+                 "table", "srvconf", "_url", "_headers", "_hin", "_req", "_dupfd",
+                 "_sending", "_sock_fd", "_lingering", "_last_done", "_te", "_wbuf", "_host_raw",
+                 "_host_norm", "start_mono", "_raw", "_in_headers", "_pending")
 
     def __init__(self, worker: "Worker", spec: Any) -> None:
         self.worker = worker
@@ -76,13 +77,18 @@ class H1Connection(asyncio.Protocol):
         self._url: list[bytes] = []
         self._headers: list[tuple[str, str]] = []
         self._hin: dict[str, str] = {}
-        self._hdr_bytes = 0
         self._req: Request | None = None
         self._dupfd = -1
         self._sending = False
         self._sock_fd = -1
         self._lingering = False
         self._te: str | None = None
+        self._wbuf: list[Any] = []
+        self._raw: list[tuple[bytes, bytes]] = []
+        self._in_headers = False
+        self._pending = 0
+        self._host_raw: str | None = None
+        self._host_norm = ""
 
     # --- asyncio.Protocol ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -90,6 +96,7 @@ class H1Connection(asyncio.Protocol):
         w = self.worker
         self.id = w.next_conn_id()
         self.start_time = time.time()
+        self.start_mono = w.now
         sock = transport.get_extra_info("socket")
         self.family = sock.family
         self._sock_fd = sock.fileno()
@@ -113,7 +120,7 @@ class H1Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         w.conn_opened(self)
         self._set_state(S_READING)
-        self.deadline = time.monotonic() + self.srvconf.client_header_timeout
+        self.deadline = self.worker.now + self.srvconf.client_header_timeout
         self.timeout_kind = "header"
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -135,6 +142,7 @@ class H1Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        self.worker.now = time.monotonic()
         if self._lingering:
             return  # lingering close: read and drop
         try:
@@ -156,8 +164,22 @@ class H1Connection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             self._parse_error(e)
             return
+        if self._in_headers:
+            # A header block still incomplete after this packet: bound the
+            # memory the parser may buffer for it (exact 414/494 checks are
+            # done when the block completes).
+            self._pending += len(data)
+            num, size = self.srvconf.large_client_header_buffers
+            if self._pending > num * size + 65536:
+                if self._raw:
+                    self._early_error(494, "client sent too long header line")
+                else:
+                    self._early_error(414, "client sent too long URI")
+                return
         if self.current is None and self.queue:
             self._next_request()
+        if self._wbuf:
+            self._flush()
         if len(self.queue) > _MAX_QUEUED and not self.closing:
             self.transport.pause_reading()
 
@@ -174,7 +196,7 @@ class H1Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.paused = True
         if self.current is not None and self.timeout_kind != "send":
-            self.deadline = time.monotonic() + self.current.loc.core.send_timeout
+            self.deadline = self.worker.now + self.current.loc.core.send_timeout
             self.timeout_kind = "send"
 
     def resume_writing(self) -> None:
@@ -187,68 +209,83 @@ class H1Connection(asyncio.Protocol):
     # --- httptools callbacks ---------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = []
-        self._headers = []
-        self._hin = {}
-        self._hdr_bytes = 0
-        self._te = None
+        self._raw = []
+        self._in_headers = True
+        self._pending = 0
         if self.state == S_WAITING:
             self._set_state(S_READING)
-            self.deadline = time.monotonic() + self.srvconf.client_header_timeout
+            self.deadline = self.worker.now + self.srvconf.client_header_timeout
             self.timeout_kind = "header"
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
-        self._hdr_bytes += len(url)
-        if self._hdr_bytes > self.srvconf.large_client_header_buffers[1]:
-            raise _TooLarge(414, "client sent too long URI")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw.append((name, value))
+
+    def _headers_in(self, url_len: int) -> tuple[list[tuple[str, str]], dict[str, str], int]:
+        """Decode the raw header lines once, with nginx's limits and checks."""
         sc = self.srvconf
-        n = len(name) + len(value) + 4
-        self._hdr_bytes += n
         num, size = sc.large_client_header_buffers
-        if n > size or self._hdr_bytes > num * size:
+        total = url_len
+        headers: list[tuple[str, str]] = []
+        hin: dict[str, str] = {}
+        drop_underscores = not sc.underscores_in_headers and sc.ignore_invalid_headers
+        for name, value in self._raw:
+            n = len(name) + len(value) + 4
+            total += n
+            if n > size:
+                raise _TooLarge(494, "client sent too long header line")
+            if drop_underscores and b"_" in name:
+                continue
+            k = name.decode("latin-1")
+            v = value.decode("latin-1")
+            headers.append((k, v))
+            low = k.lower()
+            if low not in hin:
+                hin[low] = v
+            elif low == "host":
+                raise _TooLarge(400, 'client sent duplicate host header: "Host: ' + v + '"')
+            elif low == "content-length":
+                raise _TooLarge(400, 'client sent duplicate header line: "Content-Length: ' + v + '"')
+        if total > num * size:
             raise _TooLarge(494, "client sent too long header line")
-        k = name.decode("latin-1")
-        if b"_" in name and not sc.underscores_in_headers:
-            if sc.ignore_invalid_headers:
-                return
-        v = value.decode("latin-1")
-        self._headers.append((k, v))
-        low = k.lower()
-        if low not in self._hin:
-            self._hin[low] = v
-        elif low == "host":
-            raise _TooLarge(400, 'client sent duplicate host header: "Host: ' + v + '"')
-        elif low == "content-length":
-            raise _TooLarge(400, 'client sent duplicate header line: "Content-Length: ' + v + '"')
-        if low == "transfer-encoding":
-            self._te = v
+        return headers, hin, total
 
     def on_headers_complete(self) -> None:
+        self._in_headers = False
         p = self.parser
         method = p.get_method().decode("latin-1")
         ver = p.get_http_version()
         version = "HTTP/" + ver
-        raw = b"".join(self._url)
+        url = self._url
+        raw = url[0] if len(url) == 1 else b"".join(url)
         self.requests += 1
         sc = self.srvconf
+        if len(raw) > sc.large_client_header_buffers[1]:
+            raise _TooLarge(414, "client sent too long URI")
+        headers, hin, hdr_bytes = self._headers_in(len(raw))
+        self._headers, self._hin = headers, hin
+        te = hin.get("transfer-encoding")
+        self._te = te
         try:
             target = parse_target(raw, sc.merge_slashes)
         except BadRequest as e:
             raise _TooLarge(e.status, e.reason) from None
-        hin = self._hin
         host = target.host
         if host is None:
             hv = hin.get("host")
             if hv is not None:
-                try:
-                    host = normalise_host(hv.encode("latin-1"))
-                except BadRequest as e:
-                    raise _TooLarge(400, e.reason) from None
+                if hv == self._host_raw:
+                    host = self._host_norm
+                else:
+                    try:
+                        host = normalise_host(hv.encode("latin-1"))
+                    except BadRequest as e:
+                        raise _TooLarge(400, e.reason) from None
+                    self._host_raw, self._host_norm = hv, host
             elif ver == "1.1":
                 raise _TooLarge(400, 'client sent HTTP/1.1 request without "Host" header')
-        te = self._te
         if te is not None and te.strip().lower() != "chunked":
             raise _TooLarge(501, f'client sent unknown "Transfer-Encoding": "{te}"')
         if host:
@@ -256,9 +293,9 @@ class H1Connection(asyncio.Protocol):
         else:
             srv, m = self.table.default, None
         r = Request(self, self.http, method, target.raw_uri, target.uri, target.args, version,
-                    self._headers, hin, host or "")
+                    headers, hin, host or "")
         r.request_line = f"{method} {target.raw_uri} {version}"
-        r.request_length = self._hdr_bytes + len(method) + 12
+        r.request_length = hdr_bytes + len(method) + 14
         r.server = srv
         if m is not None:
             r.captures = m
@@ -319,7 +356,7 @@ class H1Connection(asyncio.Protocol):
             return
         self._set_state(S_WAITING)
         core = r.loc.core
-        self.deadline = time.monotonic() + core.keepalive_timeout
+        self.deadline = self.worker.now + core.keepalive_timeout
         self.timeout_kind = "keepalive"
         self.srvconf = self.table.default.core  # type: ignore[union-attr]
 
@@ -355,22 +392,27 @@ class H1Connection(asyncio.Protocol):
         # at most lingering_time, so the client sees the response, not a reset.
         self._lingering = True
         self.queue.clear()
+        if self._wbuf:
+            self._flush()
         if not self.outq and not self.paused:
             try:
                 self.transport.write_eof()
             except Exception:
                 self.close()
                 return
-        self.deadline = time.monotonic() + core.lingering_timeout
+        self.deadline = self.worker.now + core.lingering_timeout
         self.timeout_kind = "linger"
 
     def close(self) -> None:
         if not self.closing:
+            if self._wbuf:
+                self._flush()
             self.closing = True
             self.transport.close()
 
     def abort(self) -> None:
         if not self.closing:
+            self._wbuf = []
             self.closing = True
             self.transport.abort()
 
@@ -388,7 +430,7 @@ class H1Connection(asyncio.Protocol):
             self.close()
         elif kind == "header":
             r = Request(self, self.http, "GET", "", "/", "", "HTTP/1.1", [], {}, "")
-            if self._hdr_bytes or self._url:
+            if self._raw or self._url:
                 r.request_line = ""
                 r.server = self.table.default
                 r.loc = r.server.root.conf  # type: ignore[union-attr]
@@ -416,8 +458,9 @@ class H1Connection(asyncio.Protocol):
     # --- errors before a request exists ------------------------------------------------------
     def _parse_error(self, e: Exception) -> None:
         msg = str(e)
-        if "Transfer-Encoding" in msg and self._te is not None and "chunked" not in self._te.lower():
-            self._early_error(501, f'client sent unknown "Transfer-Encoding": "{self._te}"')
+        te = next((v.decode("latin-1") for k, v in self._raw if k.lower() == b"transfer-encoding"), None)
+        if "Transfer-Encoding" in msg and te is not None and "chunked" not in te.lower():
+            self._early_error(501, f'client sent unknown "Transfer-Encoding": "{te}"')
         elif "Content-Length" in msg and "Transfer-Encoding" in msg:
             self._early_error(400, 'client sent "Content-Length" and "Transfer-Encoding" headers at the same time')
         elif "Invalid method" in msg or "Expected HTTP/" in msg or "Invalid HTTP version" in msg:
@@ -442,8 +485,11 @@ class H1Connection(asyncio.Protocol):
         except Exception:
             pass
         raw = b"".join(self._url).decode("latin-1")
-        r = Request(self, self.http, method or "GET", raw, raw or "/", "", "HTTP/1.1", self._headers,
-                    self._hin, "")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw]
+        hin: dict[str, str] = {}
+        for k, v in headers:
+            hin.setdefault(k.lower(), v)
+        r = Request(self, self.http, method or "GET", raw, raw or "/", "", "HTTP/1.1", headers, hin, "")
         if method and raw:
             try:
                 ver = self.parser.get_http_version()
@@ -456,7 +502,7 @@ class H1Connection(asyncio.Protocol):
         r.keepalive = False
         r.header_only = method == "HEAD"
         level = logmod.INFO
-        r.log_error(level, f"{reason} while reading client request {'headers' if self._headers else 'line'}")
+        r.log_error(level, f"{reason} while reading client request {'headers' if self._raw else 'line'}")
         self.queue.clear()
         self.current = r
         self._set_state(S_WRITING)
@@ -470,8 +516,7 @@ class H1Connection(asyncio.Protocol):
         h = r.hout
         status = h.status
         core = r.loc.core
-        code = STATUS_LINE_OVERRIDE.get(status, status)
-        no_body = status in (204, 304) or status < 200
+        no_body = status < 200 or status == 204 or status == 304
         if r.header_only or no_body:
             r.chunked = False
         elif h.content_length is None:
@@ -479,53 +524,53 @@ class H1Connection(asyncio.Protocol):
                 r.chunked = True
             else:
                 r.keepalive = False
-        if r.keepalive:
-            if (core.keepalive_timeout <= 0 or self.requests >= core.keepalive_requests
-                    or time.time() - self.start_time > core.keepalive_time or self.worker.shutting_down):
-                r.keepalive = False
-        out = [status_line(code)]
-        tokens = core.server_tokens
-        out.append(b"Server: " + product(tokens).encode() + b"\r\nDate: " + date_header() + b"\r\n")
+        if r.keepalive and (self.requests >= core.keepalive_requests or core.keepalive_timeout <= 0
+                            or self.worker.shutting_down
+                            or self.worker.now - self.start_mono > core.keepalive_time):
+            r.keepalive = False
+        # One str, encoded once: the order is nginx's (header filter, then
+        # the ETag the static handler set, the header list, filter additions).
+        out = [_status_line(status), _server_line(core.server_tokens), "Date: ", date_str(), "\r\n"]
         if h.content_type is not None and status != 304:
-            ct = h.content_type
             if h.charset:
-                ct = f"{ct}; charset={h.charset}"
-            out.append(f"Content-Type: {ct}\r\n".encode("latin-1"))
-        if h.content_length is not None and not (status == 304 or status == 204 or status < 200):
-            out.append(b"Content-Length: " + str(h.content_length).encode() + b"\r\n")
-        if h.last_modified is not None and status != 304:
-            out.append(b"Last-Modified: " + http_date(h.last_modified).encode() + b"\r\n")
-        elif h.last_modified is not None:
-            out.append(b"Last-Modified: " + http_date(h.last_modified).encode() + b"\r\n")
+                out.append(f"Content-Type: {h.content_type}; charset={h.charset}\r\n")
+            else:
+                out.append(f"Content-Type: {h.content_type}\r\n")
+        if h.content_length is not None and not no_body:
+            out.append(f"Content-Length: {h.content_length}\r\n")
+        if h.last_modified is not None:
+            out.append(f"Last-Modified: {http_date(h.last_modified)}\r\n")
         if h.location is not None:
             loc = h.location
             if loc.startswith("/") and core.absolute_redirect:
                 loc = r.redirect_url(loc)
-            out.append(f"Location: {loc}\r\n".encode("utf-8", "surrogateescape"))
+            out.append(f"Location: {loc}\r\n")
         if r.chunked:
-            out.append(b"Transfer-Encoding: chunked\r\n")
+            out.append("Transfer-Encoding: chunked\r\n")
         if status == 101:
             pass
         elif r.keepalive:
-            out.append(b"Connection: keep-alive\r\n")
+            out.append("Connection: keep-alive\r\n")
             if core.keepalive_header:
-                out.append(f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n".encode())
+                out.append(f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n")
         else:
-            out.append(b"Connection: close\r\n")
-        # nginx's order: the static handler's ETag, then the header list
-        # (expires, add_header, upstream headers), then filters' additions.
+            out.append("Connection: close\r\n")
         if h.etag is not None:
-            out.append(f"ETag: {h.etag}\r\n".encode("latin-1"))
+            out.append(f"ETag: {h.etag}\r\n")
         for k, v in h.headers:
-            out.append(f"{k}: {v}\r\n".encode("utf-8", "surrogateescape"))
+            out.append(f"{k}: {v}\r\n")
         if h.content_encoding:
-            out.append(f"Content-Encoding: {h.content_encoding}\r\n".encode())
+            out.append(f"Content-Encoding: {h.content_encoding}\r\n")
         if h.accept_ranges:
-            out.append(b"Accept-Ranges: bytes\r\n")
-        out.append(b"\r\n")
-        data = b"".join(out)
+            out.append("Accept-Ranges: bytes\r\n")
+        out.append("\r\n")
+        text = "".join(out)
+        try:
+            data = text.encode("latin-1")
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "surrogateescape")
         r.bytes_sent += len(data)
-        if no_body or r.header_only:
+        if no_body:
             r.header_only = True
         self._write(data)
 
@@ -563,10 +608,21 @@ class H1Connection(asyncio.Protocol):
         self._pump()
 
     def _write(self, data: Any) -> None:
+        # Coalesce: bytes wait in _wbuf until _flush (end of the request's
+        # synchronous work, before a sendfile, before closing), so a small
+        # response is a single send().
         if self.outq or self._sending:
             self.outq.append(data)
         else:
-            self.transport.write(data)
+            self._wbuf.append(data)
+
+    def _flush(self) -> None:
+        wbuf = self._wbuf
+        if len(wbuf) == 1:
+            self.transport.write(wbuf[0])
+        else:
+            self.transport.write(b"".join(wbuf))
+        self._wbuf = []
 
     def _pump(self) -> None:
         """Drain outq in order; returns when waiting for the socket."""
@@ -578,32 +634,39 @@ class H1Connection(asyncio.Protocol):
                 self._finish(item.r)
                 continue
             if isinstance(item, FileBuf):
-                if self.paused:
-                    return  # transport still holds data; resume_writing calls us
                 if not self._send_file(item):
-                    return
+                    break
                 q.popleft()
                 continue
             q.popleft()
-            self.transport.write(item)
+            self._wbuf.append(item)
+        if self._wbuf and not self.closing:
+            self._flush()
 
     def _send_file(self, fb: FileBuf) -> bool:
         """Send what the socket takes; True when the region is done."""
         core = self.current.loc.core if self.current is not None else None
         use_sendfile = core is not None and core.sendfile and not self.ssl
-        if not use_sendfile or fb.size <= _SMALL_FILE:
+        if fb.size <= _SMALL_FILE or not use_sendfile:
+            # small files: one pread joined to the headers in one send
             while fb.size > 0:
                 if self.paused:
                     return False
-                n = min(fb.size, 65536 if not use_sendfile else _SMALL_FILE)
+                n = fb.size if fb.size <= _SMALL_FILE else 65536
                 data = os.pread(fb.fd, n, fb.offset)
                 if not data:
                     self._file_error(fb)
                     return True
                 fb.offset += len(data)
                 fb.size -= len(data)
-                self.transport.write(data)
+                self._wbuf.append(data)
+                if fb.size > 0:
+                    self._flush()
             return True
+        if self._wbuf:
+            self._flush()
+        if self.paused:
+            return False  # transport still holds data; resume_writing calls us
         chunk = core.sendfile_max_chunk or fb.size
         while fb.size > 0:
             try:
@@ -635,7 +698,7 @@ class H1Connection(asyncio.Protocol):
             self._dupfd = os.dup(self._sock_fd)
         self._sending = True
         if self.current is not None and self.timeout_kind != "send":
-            self.deadline = time.monotonic() + self.current.loc.core.send_timeout
+            self.deadline = self.worker.now + self.current.loc.core.send_timeout
             self.timeout_kind = "send"
         loop.add_writer(self._dupfd, self._on_writable)
 
@@ -666,11 +729,29 @@ class H1Connection(asyncio.Protocol):
 
     def body_waiting(self, waiting: bool, r: Request) -> None:
         if waiting:
-            self.deadline = time.monotonic() + r.loc.core.client_body_timeout
+            self.deadline = self.worker.now + r.loc.core.client_body_timeout
             self.timeout_kind = "body"
         elif self.timeout_kind == "body":
             self.deadline = 0.0
             self.timeout_kind = ""
+
+
+_STATUS_LINES: dict[int, str] = {}
+_SERVER_LINES: dict[str, str] = {}
+
+
+def _status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = status_line(STATUS_LINE_OVERRIDE.get(status, status)).decode("latin-1")
+    return line
+
+
+def _server_line(tokens: str) -> str:
+    line = _SERVER_LINES.get(tokens)
+    if line is None:
+        line = _SERVER_LINES[tokens] = f"Server: {product(tokens)}\r\n"
+    return line
 
 
 class _DONE:
