@@ -48,6 +48,7 @@ Options:
   -e filename   : set error log file (default: logs/error.log)
   -c filename   : set configuration file (default: conf/nginx.conf)
   -g directives : set global directives out of configuration file
+
 """
 
 SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reopen": signal.SIGUSR1,

@@ -130,7 +130,7 @@ class Request:
             return None
         import base64
         try:
-            user = base64.b64decode(auth[6:].strip(), validate=True).decode("latin-1")
+            user = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8", "surrogateescape")
         except Exception:
             return None
         return user.partition(":")[0]

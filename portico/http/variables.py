@@ -190,14 +190,14 @@ def _builtin() -> dict[str, Getter]:
 
     def request_body(r: "Request") -> str | None:
         b = r.body_bytes()
-        return b.decode("latin-1") if b is not None else None
+        return b.decode("utf-8", "surrogateescape") if b is not None else None
 
     def request_completion(r: "Request") -> str:
         return "OK" if r.completed else ""
 
     def binary_remote_addr(r: "Request") -> str:
         try:
-            return socket.inet_pton(r.conn.family, r.conn.client_addr).decode("latin-1")
+            return socket.inet_pton(r.conn.family, r.conn.client_addr).decode("utf-8", "surrogateescape")
         except (OSError, ValueError):
             return ""
 

@@ -87,7 +87,7 @@ class LogFormat:
             env[f"g{i}"] = getter
             env[f"e{i}"] = esc
             lines.append(f"    v{i} = g{i}(r)")
-            missing = '""' if json else '"-"'
+            missing = '"-"' if self.escape == "default" else '""'
             lines.append(f"    if v{i} is None: v{i} = {missing}")
             if esc is not None:
                 lines.append(f"    elif _needs_escape(v{i}): v{i} = e{i}(v{i})")

@@ -137,7 +137,7 @@ def range_header_filter(r: Request, next: Any) -> None:
                 h.accept_ranges = True
                 next(r)
                 return
-    res = parse_ranges(rv, length, 1 if r.single_range else max_ranges)
+    res = parse_ranges(rv, length, 1 if getattr(r, "single_range", False) else max_ranges)
     if res == DECLINED:
         h.accept_ranges = True
         next(r)

@@ -24,8 +24,9 @@ from ...core import log as logmod
 from ...core.module import HSL, MORE1, Conf, Module, UNSET, dir
 from ..request import DECLINED, FileBuf, OK, Request
 
+# ngx_http_static_handler: anything else (EPERM, EIO...) is a 500 logged at crit
 _ERRNO_STATUS = {errno.ENOENT: 404, errno.ENOTDIR: 404, errno.ENAMETOOLONG: 404,
-                 errno.EACCES: 403, errno.ELOOP: 403, errno.EPERM: 403}
+                 errno.EACCES: 403, errno.ELOOP: 403, errno.EMLINK: 403}
 
 
 def uri_exten(uri: str) -> str:
@@ -165,6 +166,13 @@ def _index(cf: Any, node: Node, conf: IndexLocConf) -> None:
 
 
 def index_handler(r: Request) -> int:
+    """ngx_http_index_handler: the first existing index wins (internal redirect).
+
+    ENOTDIR / ENAMETOOLONG -> 404 and EACCES -> 403 at once; on the first other
+    failure the directory itself is tested once (missing -> 404); ENOENT moves
+    on to the next index; anything else is a 500.  An absolute (last) index is
+    redirected to without a test.  The redirect keeps the request's args.
+    """
     if not r.uri.endswith("/"):
         return DECLINED
     if r.method not in ("GET", "HEAD", "POST"):
@@ -172,44 +180,61 @@ def index_handler(r: Request) -> int:
     base = r.map_uri_to_path()
     if base is None:
         return 500
-    names = r.loc.index.index
-    dir_checked = False
-    for item in names:
+    dir_tested = False
+    for item in r.loc.index.index:
         name = item if isinstance(item, str) else item.eval(r)
         if name.startswith("/"):
-            # absolute last index: internal redirect without a file check
-            uri, _, args = name.partition("?")
-            r.internal_redirect(uri, args if args else None)
+            r.internal_redirect(name, None)
             return OK
         path = base + name
         try:
-            st = os.stat(path)
+            os.stat(path)
         except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                if not dir_checked:
-                    dir_checked = True
-                    try:
-                        dst = os.stat(base)
-                        if not stat.S_ISDIR(dst.st_mode):
-                            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-                    except OSError as de:
-                        if de.errno in (errno.ENOENT, errno.ENOTDIR):
-                            if r.loc.core.log_not_found:
-                                r.log_error(logmod.ERROR, f'"{path}" is not found ({de.errno}: {de.strerror})')
-                            return 404
-                        r.log_error(logmod.ERROR, f'"{base}" failed ({de.errno}: {de.strerror})')
-                        return 403 if de.errno == errno.EACCES else 500
+            err = e.errno or 0
+            if err in (errno.ENOTDIR, errno.ENAMETOOLONG, errno.EACCES):
+                return _index_error(r, path, e)
+            if not dir_tested:
+                rc = _index_test_dir(r, base)
+                if rc != OK:
+                    return rc
+                dir_tested = True
+            if err == errno.ENOENT:
                 continue
-            if e.errno == errno.EACCES:
-                r.log_error(logmod.ERROR, f'"{path}" failed ({e.errno}: {e.strerror})')
-                return 403
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            # nginx treats an index that is a directory as found, then 301s
-            pass
+            r.log_error(logmod.CRIT, f'stat() "{path}" failed ({err}: {e.strerror})')
+            return 500
+        # an index that is a directory counts as found (the static handler 301s)
         r.internal_redirect(r.uri + name, None)
         return OK
     return DECLINED
+
+
+def _index_error(r: Request, file: str, e: OSError) -> int:
+    if e.errno == errno.EACCES:
+        r.log_error(logmod.ERROR, f'"{file}" is forbidden ({e.errno}: {e.strerror})')
+        return 403
+    if r.loc.core.log_not_found:
+        r.log_error(logmod.ERROR, f'"{file}" is not found ({e.errno}: {e.strerror})')
+    return 404
+
+
+def _index_test_dir(r: Request, base: str) -> int:
+    """ngx_http_index_test_dir on the directory (logged without its last '/')."""
+    d = base[:-1] if base.endswith("/") and len(base) > 1 else base
+    try:
+        st = os.stat(d)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            return 403
+        if e.errno == errno.ENOENT:
+            return _index_error(r, d, e)
+        if e.errno == errno.EACCES:
+            return OK  # searching was allowed: the index test said so
+        r.log_error(logmod.CRIT, f'stat() "{d}" failed ({e.errno}: {e.strerror})')
+        return 500
+    if stat.S_ISDIR(st.st_mode):
+        return OK
+    r.log_error(logmod.ALERT, f'"{d}" is not a directory')
+    return 500
 
 
 class StaticModule(Module):

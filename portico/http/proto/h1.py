@@ -118,6 +118,10 @@ class H1Connection(asyncio.Protocol):
         self.srvconf = self.table.default.core  # type: ignore[union-attr]
         transport.set_write_buffer_limits(0, 0)
         self.parser = httptools.HttpRequestParser(self)
+        # nginx accepts any byte but NUL, CR and LF in header values, and
+        # bare LF line ends; llhttp needs these leniencies for that (NUL is
+        # refused in _headers_in).
+        self.parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True)
         w.conn_opened(self)
         self._set_state(S_READING)
         self.deadline = self.worker.now + self.srvconf.client_header_timeout
@@ -238,8 +242,12 @@ class H1Connection(asyncio.Protocol):
                 raise _TooLarge(494, "client sent too long header line")
             if drop_underscores and b"_" in name:
                 continue
-            k = name.decode("latin-1")
-            v = value.decode("latin-1")
+            if b"\x00" in value:
+                raise _TooLarge(400, "client sent invalid header line")
+            # One decoding for every byte string from the wire (utf-8 with
+            # surrogateescape): any byte round-trips to logs, files, headers.
+            k = name.decode("utf-8", "surrogateescape")
+            v = value.decode("utf-8", "surrogateescape")
             headers.append((k, v))
             low = k.lower()
             if low not in hin:
@@ -280,7 +288,7 @@ class H1Connection(asyncio.Protocol):
                     host = self._host_norm
                 else:
                     try:
-                        host = normalise_host(hv.encode("latin-1"))
+                        host = normalise_host(hv.encode("utf-8", "surrogateescape"))
                     except BadRequest as e:
                         raise _TooLarge(400, e.reason) from None
                     self._host_raw, self._host_norm = hv, host
@@ -458,7 +466,8 @@ class H1Connection(asyncio.Protocol):
     # --- errors before a request exists ------------------------------------------------------
     def _parse_error(self, e: Exception) -> None:
         msg = str(e)
-        te = next((v.decode("latin-1") for k, v in self._raw if k.lower() == b"transfer-encoding"), None)
+        te = next((v.decode("utf-8", "surrogateescape") for k, v in self._raw
+                   if k.lower() == b"transfer-encoding"), None)
         if "Transfer-Encoding" in msg and te is not None and "chunked" not in te.lower():
             self._early_error(501, f'client sent unknown "Transfer-Encoding": "{te}"')
         elif "Content-Length" in msg and "Transfer-Encoding" in msg:
@@ -484,8 +493,9 @@ class H1Connection(asyncio.Protocol):
             method = self.parser.get_method().decode("latin-1")
         except Exception:
             pass
-        raw = b"".join(self._url).decode("latin-1")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw]
+        raw = b"".join(self._url).decode("utf-8", "surrogateescape")
+        headers = [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                   for k, v in self._raw]
         hin: dict[str, str] = {}
         for k, v in headers:
             hin.setdefault(k.lower(), v)
@@ -564,11 +574,7 @@ class H1Connection(asyncio.Protocol):
         if h.accept_ranges:
             out.append("Accept-Ranges: bytes\r\n")
         out.append("\r\n")
-        text = "".join(out)
-        try:
-            data = text.encode("latin-1")
-        except UnicodeEncodeError:
-            data = text.encode("utf-8", "surrogateescape")
+        data = "".join(out).encode("utf-8", "surrogateescape")
         r.bytes_sent += len(data)
         if no_body:
             r.header_only = True
