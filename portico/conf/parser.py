@@ -155,6 +155,7 @@ class Parser:
             yield node
             if node.block is not None:
                 node.block.read_all()
+        return None  # not reached: the lexer always ends with EOF
 
     def _child(self, stream: Iterator[Statement], file: str, node: Node) -> Generator[Node, None, None]:
         node.end_line = None

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from ..core import log as logmod
-from .response import NO_KEEPALIVE, HeadersOut, error_page_body
+from .response import NO_KEEPALIVE, HeadersOut, error_page_body, wants_msie_padding
 
 if TYPE_CHECKING:
     from .core_module import HttpMain
@@ -210,7 +210,7 @@ class Request:
         self.uri = uri
         if args is not None:
             self.args = args
-            self.internal = True
+        self.internal = True
         self.captures = None
         self.named = {}
         self.http.engine.restart_server_rewrite(self)
@@ -276,7 +276,8 @@ class Request:
         self.status = code
         self.hout.clear_for_error()
         tokens = core.server_tokens if core is not None else "on"
-        msie = bool(core is not None and core.msie_padding and "MSIE " in self.hin.get("user-agent", ""))
+        msie = bool(core is not None and core.msie_padding
+                    and wants_msie_padding(self.hin.get("user-agent"), self.version))
         body = error_page_body(code, tokens, msie)
         self.hout.status = code
         if body is None:

@@ -205,31 +205,14 @@ def _get(id: str, path: str, *headers: str, host: str = "localhost", method: str
 _BUG_NO_USER = ("portico/core/process/master.py+worker.py: the `user` directive (default nobody when "
                 "started as root) is parsed but workers never setgid/setuid, so a mode-000 file is "
                 "readable by Portico's root worker (nginx: 403)")
-_BUG_PADDING = ("portico/http/request.py: Request.special_response decides the MSIE padding with "
-                "'\"MSIE \" in user-agent' only; nginx (ngx_http_process_user_agent) also pads for Chrome "
-                "(\"Chrome/\" without \"Gecko/\"), needs 3 bytes after \"MSIE \" and never pads for "
-                "Opera; response.wants_msie_padding(ua, version) implements nginx's rule and "
-                "should be called there")
-_BUG_LAST_MODIFIED = ("portico/http/proto/h1.py: H1Connection.send_head emits Last-Modified for any "
-                      "status; ngx_http_header_filter drops it unless the status is 200, 206 or 304 "
-                      "(here: error_page 404 served by a static file)")
-_BUG_PIPELINE_CLOSE = ("portico/http/proto/h1.py: H1Connection.data_received: httptools raises on bytes "
-                       "after a 'Connection: close' request, and _parse_error answers 400 while that "
-                       "complete request still sits in self.queue; nginx answers the queued request "
-                       "and ignores the rest")
-_BUG_VERSION = ("portico/http/proto/h1.py: a request line with HTTP/2.0+ (here HTTP/9.9) is a 400 "
-                "'Invalid HTTP version' from httptools; nginx answers 505 (client sent unsupported "
-                "HTTP version) and closes")
 _BUG_NO_COLON = ("portico/http/proto/h1.py: httptools rejects a header line without ':' (400); nginx "
                  "takes it as a header with an empty value and serves the request")
-_BUG_HTTP09 = ("portico/http/proto/h1.py: 'GET /path' without a version is HTTP/0.9 for nginx (body "
-               "only, no status line or headers); httptools answers 400")
+_BUG_HTTP09 = ("portico/http/proto/h1.py: 'GET /path\\r\\n' without a version is HTTP/0.9 for nginx "
+               "(it sends the body only, no status line or headers, and closes); httptools keeps "
+               "waiting for a version and headers, so the client gets nothing until "
+               "client_header_timeout")
 _BUG_BARE_LF = ("portico/http/proto/h1.py: httptools (strict llhttp) rejects a request whose lines end "
                 "in a bare LF (400); nginx accepts LF line ends in the request line and headers")
-_BUG_INTERNAL = ("portico/http/request.py: Request.internal_redirect sets self.internal = True only "
-                 "inside 'if args is not None:' (mis-indented), so the index module's redirect "
-                 "(args None) stays external: an `internal` location reached through `index` "
-                 "answers 404 (nginx: 200) and access-phase handlers run again")
 _BUG_METHOD = ("portico/http/proto/h1.py: httptools (llhttp) rejects methods it does not know with "
                "'Invalid method' -> 400; nginx accepts any [A-Z_-] token and the static module "
                "answers 405")
@@ -378,23 +361,23 @@ CASES: list[Case] = [
     _get("add-header-always-301", "/h/always/dir", host="hdr.test"),
     _get("expires-206", "/e/1h/small.txt", "Range: bytes=0-0", host="hdr.test"),
     _get("expires-416", "/e/max/small.txt", "Range: bytes=900-", host="hdr.test"),
-    _get("error-page-static", "/errpage/nope", xfail=_BUG_LAST_MODIFIED),
+    _get("error-page-static", "/errpage/nope"),
     _get("error-page-200", "/errpage200/nope"),
-    _get("error-page-head", "/errpage/nope", method="HEAD", xfail=_BUG_LAST_MODIFIED),
-    _get("error-page-with-headers", "/h/err/nope", host="hdr.test", xfail=_BUG_LAST_MODIFIED),
-    _get("error-page-post", "/errpage/nope", "Content-Length: 0", method="POST", xfail=_BUG_LAST_MODIFIED),
+    _get("error-page-head", "/errpage/nope", method="HEAD"),
+    _get("error-page-with-headers", "/h/err/nope", host="hdr.test"),
+    _get("error-page-post", "/errpage/nope", "Content-Length: 0", method="POST"),
     _get("ua-msie-padding", "/nope", "User-Agent: Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)"),
-    _get("ua-msie-short", "/nope", "User-Agent: MSIE 6", xfail=_BUG_PADDING),
-    _get("ua-opera-msie", "/nope", "User-Agent: Mozilla/4.0 (compatible; MSIE 6.0) Opera 8.5", xfail=_BUG_PADDING),
+    _get("ua-msie-short", "/nope", "User-Agent: MSIE 6"),
+    _get("ua-opera-msie", "/nope", "User-Agent: Mozilla/4.0 (compatible; MSIE 6.0) Opera 8.5"),
     _get("ua-chrome-padding", "/nope", "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
-         "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", xfail=_BUG_PADDING),
+         "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"),
     _get("ua-firefox", "/nope", "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"),
     _get("ua-msie-403", "/dir2/", "User-Agent: Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 6.1)"),
     _get("error-page-200-hdr", "/h/err200/nope", host="hdr.test"),
     # --- root / alias / location precedence ---------------------------------------------
     _get("loc-exact", "/exact", host="prec.test"),
     _get("loc-exact-not-prefix", "/exactly", host="prec.test"),
-    _get("loc-internal-via-index", "/internal-idx/", host="prec.test", xfail=_BUG_INTERNAL),
+    _get("loc-internal-via-index", "/internal-idx/", host="prec.test"),
     _get("loc-internal-direct-404", "/internal-idx/index.html", host="prec.test"),
     _get("loc-root-index", "/", host="prec.test"),
     _get("loc-prefix-a", "/a/x.html", host="prec.test"),
@@ -437,8 +420,7 @@ CASES: list[Case] = [
     Case("conn-http10-host", req("GET", "/small.txt", "exact.test", version="HTTP/1.0")),
     Case("conn-pipelined", req("GET", "/small.txt") + req("HEAD", "/empty.txt") + req("GET", "/nope"),
          responses=3),
-    Case("conn-pipelined-close", req("GET", "/small.txt", headers=("Connection: close",)) + req("GET", "/empty.txt"),
-         xfail=_BUG_PIPELINE_CLOSE),
+    Case("conn-pipelined-close", req("GET", "/small.txt", headers=("Connection: close",)) + req("GET", "/empty.txt")),
     # --- malformed and hostile -------------------------------------------------------------
     Case("bad-request-line", b"GARBAGE\r\n\r\n"),
     Case("http09", b"GET /small.txt\r\n", xfail=_BUG_HTTP09, timeout=1.5),
@@ -449,7 +431,7 @@ CASES: list[Case] = [
     Case("te-chunked-get", req("GET", "/small.txt", headers=("Transfer-Encoding: chunked",), body=b"0\r\n\r\n")),
     Case("absolute-form-https", req("GET", "https://localhost/small.txt", host="x")),
     Case("space-before-colon", b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\nX-A : 1\r\n\r\n"),
-    Case("bad-version", b"GET / HTTP/9.9\r\nHost: localhost\r\n\r\n", xfail=_BUG_VERSION),
+    Case("bad-version", b"GET / HTTP/9.9\r\nHost: localhost\r\n\r\n"),
     Case("bad-lowercase-method", b"get / HTTP/1.1\r\nHost: localhost\r\n\r\n"),
     Case("missing-host-11", b"GET /small.txt HTTP/1.1\r\n\r\n"),
     Case("two-hosts", req("GET", "/small.txt", headers=("Host: other",))),

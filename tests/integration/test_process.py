@@ -414,7 +414,8 @@ def test_quit_waits_for_in_flight_request(server: Callable[..., Server], big: by
         n += len(b)
     assert n == length
     assert hashlib.sha256(b"".join(got)).digest() == hashlib.sha256(big).digest()
-    # the response said Connection: close and the server closes afterwards
+    # the response began before QUIT (keep-alive); the worker closes the
+    # connection once it is idle and then exits
     assert c.recv(10) == b""
     c.close()
     assert s.proc is not None and s.proc.wait(10) == 0
@@ -472,9 +473,12 @@ def test_usr1_reopens_logs(server: Callable[..., Server]) -> None:
     os.rename(access, access + ".1")
     os.rename(s.path("logs/error.log"), s.path("logs/error.log.1"))
     s.kill(signal.SIGUSR1)
-    # master and both workers reopen (workers log it in the new error log)
-    assert wait_for(lambda: s.log().count(": reopening logs") >= 2, 5), s.log()
-    assert "SIGUSR1" in open(s.path("logs/error.log.1")).read()
+    # master and both workers reopen; as nginx, each logs it before reopening,
+    # so into the old file, and then writes to the new one
+    old_log = s.path("logs/error.log.1")
+    assert wait_for(lambda: open(old_log).read().count(": reopening logs") == 2, 5), open(old_log).read()
+    assert "signal 10 (SIGUSR1) received from" in open(old_log).read()
+    assert wait_for(lambda: os.path.exists(s.path("logs/error.log")), 5)
     for i in range(6):
         get(port, f"/v?after={i}")
     assert wait_for(lambda: os.path.exists(access) and open(access).read().count("after=") == 6)
@@ -524,7 +528,7 @@ def test_killed_worker_under_load_keeps_serving(server: Callable[..., Server]) -
             try:
                 if get(port, "/v")[0] == 200:
                     ok[0] += 1
-            except OSError as e:
+            except (OSError, ValueError) as e:
                 errors.append(repr(e))
 
     t = threading.Thread(target=load)
@@ -595,8 +599,12 @@ def test_stub_status_sums_workers(server: Callable[..., Server]) -> None:
     s = server(conf(port))
     master = s.master_pid
     assert wait_for(lambda: len(children(master)) == 2)
-    N = 300
-    pids = _spread(port, N)
+    N, pids = 0, set()
+    for _ in range(10):  # a worker just forked may not accept yet
+        pids |= _spread(port, 100)
+        N += 100
+        if pids == set(children(master)) and N >= 300:
+            break
     assert pids == set(children(master)), "both workers should have served"
     st, polls = _settled_status(port)
     assert st["accepts"] == st["handled"] == N + polls

@@ -11,7 +11,8 @@ Invariants:
   state, no request being served or queued, no unread byte in the socket:
   closing with unread input would make the kernel send RST); every other
   connection finishes its request (responses then say ``Connection:
-  close``); exit when no connection is left or worker_shutdown_timeout
+  close``; one that went back to keep-alive anyway is closed by the next
+  sweep); exit when no connection is left or worker_shutdown_timeout
   expires.  TERM/INT: exit now.
 - All timeouts are deadlines on connections, checked by one sweep per
   ``_TICK`` seconds; the sweep also notices a dead master and exits.
@@ -194,6 +195,9 @@ class Worker:
             if self.master_pid is not None and os.getppid() != self.master_pid:
                 self.fast_stop()
                 return
+            if self.shutting_down:
+                # a response that started before QUIT ends in keep-alive state
+                self._close_idle()
             if self.shutting_down and self._deadline and now >= self._deadline:
                 for c in list(self.conns):
                     c.abort()
@@ -211,12 +215,16 @@ class Worker:
             srv.close()
         if self.shutdown_timeout:
             self._deadline = time.monotonic() + self.shutdown_timeout
-        for c in list(self.conns):
-            if (getattr(c, "state", _S_WAITING) == _S_WAITING and c.current is None and not c.queue
-                    and not _unread_bytes(c)):
-                c.close()
+        self._close_idle()
         if not self.conns:
             self._finish()
+
+    def _close_idle(self) -> None:
+        """Shutting down: close keep-alive connections with nothing to do."""
+        for c in list(self.conns):
+            if (getattr(c, "state", _S_WAITING) == _S_WAITING and c.current is None and not c.queue
+                    and not c.closing and not _unread_bytes(c)):
+                c.close()
 
     def fast_stop(self) -> None:
         self.shutting_down = True

@@ -121,7 +121,8 @@ class H1Connection(asyncio.Protocol):
         # nginx accepts any byte but NUL, CR and LF in header values, and
         # bare LF line ends; llhttp needs these leniencies for that (NUL is
         # refused in _headers_in).
-        self.parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True)
+        self.parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True,
+                                             lenient_version=True)
         w.conn_opened(self)
         self._set_state(S_READING)
         self.deadline = self.worker.now + self.srvconf.client_header_timeout
@@ -166,8 +167,10 @@ class H1Connection(asyncio.Protocol):
             # module (proxy) takes the tunnel over.
             pass
         except httptools.HttpParserError as e:
-            self._parse_error(e)
-            return
+            if "Data after `Connection: close`" not in str(e):
+                self._parse_error(e)
+                return
+            # nginx ignores what follows a request that closes the connection
         if self._in_headers:
             # A header block still incomplete after this packet: bound the
             # memory the parser may buffer for it (exact 414/494 checks are
@@ -266,6 +269,10 @@ class H1Connection(asyncio.Protocol):
         method = p.get_method().decode("latin-1")
         ver = p.get_http_version()
         version = "HTTP/" + ver
+        if ver[0] != "1" and ver != "0.9":
+            if ver[0] == "0":
+                raise _TooLarge(400, "client sent invalid request")
+            raise _TooLarge(505, "client sent unsupported HTTP version")
         url = self._url
         raw = url[0] if len(url) == 1 else b"".join(url)
         self.requests += 1
@@ -541,14 +548,14 @@ class H1Connection(asyncio.Protocol):
         # One str, encoded once: the order is nginx's (header filter, then
         # the ETag the static handler set, the header list, filter additions).
         out = [_status_line(status), _server_line(core.server_tokens), "Date: ", date_str(), "\r\n"]
-        if h.content_type is not None and status != 304:
+        if h.content_type and status != 304:
             if h.charset:
                 out.append(f"Content-Type: {h.content_type}; charset={h.charset}\r\n")
             else:
                 out.append(f"Content-Type: {h.content_type}\r\n")
         if h.content_length is not None and not no_body:
             out.append(f"Content-Length: {h.content_length}\r\n")
-        if h.last_modified is not None:
+        if h.last_modified is not None and (status == 200 or status == 206 or status == 304):
             out.append(f"Last-Modified: {http_date(h.last_modified)}\r\n")
         if h.location is not None:
             loc = h.location
