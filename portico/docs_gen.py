@@ -12,7 +12,9 @@ Invariants:
   module name -- and, for directives of ``upstream {}``, the upstream context):
   ``accepted (no effect)`` if one is set by ``core.module.ignore``; else
   ``partial`` if one has ``status="partial"``; else ``done``; ``missing``
-  when none matches.  ``include`` is done by the parser itself.
+  when none matches (a directive set by ``core.module.unsupported``, which
+  rejects it with an error, counts as missing).  ``include`` is done by the
+  parser itself.
   Commercial-only directives are shown but not counted.
 - Every registry directive matches some catalog entry (tests/conf/test_docs.py
   checks it), so nothing Portico implements is left out of the page.
@@ -25,7 +27,7 @@ import sys
 from collections import Counter
 from typing import Iterable
 
-from .core.module import UPSTREAM, Directive, Registry, ignore
+from .core.module import UPSTREAM, Directive, Registry, ignore, unsupported
 from .nginx_catalog import BUILDS, FAMILIES, FAMILY_TITLES, MODULES, CatalogModule, family_of
 
 DONE, PARTIAL, ACCEPTED, MISSING, COMMERCIAL = "done", "partial", "accepted (no effect)", "missing", "commercial"
@@ -59,7 +61,7 @@ def state_of(entry: CatalogModule, name: str, reg: Registry) -> str:
         return COMMERCIAL
     if (entry.family, name) in BUILTIN:
         return DONE
-    found = [d for d in reg.all.get(name, []) if matches(entry, name, d)]
+    found = [d for d in reg.all.get(name, []) if matches(entry, name, d) and d.setter is not unsupported]
     if not found:
         return MISSING
     if any(d.setter is ignore for d in found):
@@ -87,7 +89,8 @@ def _table(rows: Iterable[Iterable[str]], header: Iterable[str]) -> list[str]:
 
 
 def _anchor(name: str) -> str:
-    return name.replace("_", "-")
+    """GitHub's heading anchor: module names are already lower case with ``_`` kept."""
+    return name
 
 
 def render(reg: Registry | None = None) -> str:
@@ -116,7 +119,7 @@ def render(reg: Registry | None = None) -> str:
         "- **partial**: accepted, but only part of nginx's behaviour is implemented;",
         "- **accepted (no effect)**: accepted for compatibility (arguments are not",
         "  interpreted) and has no effect;",
-        "- **missing**: not implemented (`unknown directive`);",
+        "- **missing**: not implemented (`unknown directive`, or rejected as not supported);",
         "- **commercial**: only in nginx's commercial subscription; not counted.",
         "",
         "Modules that exist only in the commercial subscription and the separately",

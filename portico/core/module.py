@@ -262,6 +262,11 @@ def ignore(cf: Any, node: Node, conf: Any) -> None:
     """Accepted for compatibility; has no effect in Portico."""
 
 
+def unsupported(cf: Any, node: Node, conf: Any) -> None:
+    """Known to nginx, deliberately rejected by Portico (docs list it as missing)."""
+    raise node.error(f'"{node.name}" directive is not supported by portico')
+
+
 def dir(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | None],
         setter: Callable[[Any, Node, Any], None], level: str = "loc", block: bool = False,
         status: str = "done") -> Directive:

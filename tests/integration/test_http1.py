@@ -377,3 +377,36 @@ def test_delete_and_mkcol(server):
     assert req("DELETE", "/col") == 409
     assert req("DELETE", "/col/") == 204
     assert not os.path.exists(srv.path("html/col"))
+
+
+def test_tcp_nopush_and_nodelay_off_still_serve_whole_files(server):
+    port = free_port()
+    server(conf(port, server_extra="sendfile on; tcp_nopush on; tcp_nodelay off;"), files=FILES)
+    s = connect(port)
+    for _ in range(2):
+        s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        (status, headers, body), = read_responses(s, 1)
+        assert status == 200 and body == BIG
+
+
+def test_send_timeout_drops_a_reader_that_stops(server):
+    port = free_port()
+    huge = b"z" * (48 * 1024 * 1024)  # more than loopback socket buffers hold
+    srv = server(conf(port, server_extra="send_timeout 1; sendfile on;"), files=dict(FILES, **{"html/huge.bin": huge}))
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(3.0)  # never read: the server must give up after send_timeout
+    got = 0
+    s.settimeout(5)
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    assert got < len(huge)
+    assert "client timed out (110: Connection timed out) while sending response to client" in srv.log()

@@ -116,6 +116,9 @@ class H1Connection(asyncio.Protocol):
         if self.table is None:
             self.table = tables[""]
         self.srvconf = self.table.default.core  # type: ignore[union-attr]
+        if not self.table.default.root.conf.core.tcp_nodelay and self.family != socket.AF_UNIX:
+            # uvloop turns TCP_NODELAY on for every TCP connection
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         transport.set_write_buffer_limits(0, 0)
         self.parser = httptools.HttpRequestParser(self)
         # nginx accepts any byte but NUL, CR and LF in header values, and
@@ -676,6 +679,11 @@ class H1Connection(asyncio.Protocol):
                 if fb.size > 0:
                     self._flush()
             return True
+        cork = core.tcp_nopush and self.family != socket.AF_UNIX
+        if cork and not self._sending:
+            # tcp_nopush: headers and the file's first bytes leave in full
+            # packets (nginx uses TCP_CORK on Linux)
+            self._set_cork(1)
         if self._wbuf:
             self._flush()
         if self.paused:
@@ -695,7 +703,15 @@ class H1Connection(asyncio.Protocol):
                 return True
             fb.offset += sent
             fb.size -= sent
+        if cork:
+            self._set_cork(0)
         return True
+
+    def _set_cork(self, on: int) -> None:
+        try:
+            self.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
+        except OSError:
+            pass
 
     def _file_error(self, fb: FileBuf) -> None:
         # the file shrank under us: nginx logs and closes the connection
