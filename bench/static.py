@@ -543,6 +543,7 @@ def close_all(socks: list[socket.socket]) -> None:
 
 def idle_case(kind: str, n: int, settle: float, cpu_window: float) -> dict[str, Any]:
     srv, port = start_server(kind, 1, keepalive_timeout="300s")
+    res: dict[str, Any] = {}
     try:
         watch = LogWatch(srv)
         # warm up: a few connections and requests so lazy one-time allocations
@@ -568,7 +569,7 @@ def idle_case(kind: str, n: int, settle: float, cpu_window: float) -> dict[str, 
         time.sleep(settle)
         closed_pss, _, _ = tree_mem(srv)
         hz = os.sysconf("SC_CLK_TCK")
-        res = {
+        res.update({
             "connections": n, "opened": len(socks), "alive": alive, "failures": fails,
             "open_seconds": round(open_s, 2),
             "pss_before": before_pss, "pss_after": after_pss, "pss_after_close": closed_pss,
@@ -578,18 +579,14 @@ def idle_case(kind: str, n: int, settle: float, cpu_window: float) -> dict[str, 
             "idle_cpu_percent": round(100.0 * (c1 - c0) / hz / cpu_window, 1),
             "worker_nofile_limit": nofile_limit(children(srv.master_pid)[0]) if children(srv.master_pid) else "?",
             "workers_changed": workers_changed(pids_before, srv),
-        }
+        })
         res["access_log_lines"], res["access_statuses"] = watch.access_statuses()
         res["error_log"] = watch.error_summary()
         return res
     finally:
         out = finish(srv)
         if out.strip():
-            res_out = locals().get("res")
-            if isinstance(res_out, dict):
-                res_out["server_output"] = out[-4000:]
-            else:
-                log(f"{kind} printed:\n{out[-4000:]}")
+            res["server_output"] = out[-4000:]
 
 
 # --- load cases ---------------------------------------------------------------------------------

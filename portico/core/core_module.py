@@ -70,7 +70,7 @@ def _worker_processes(cf: Any, node: Node, conf: CoreConf) -> None:
     elif v.isdigit():
         conf.worker_processes = int(v)
     else:
-        raise node.error(f'invalid value "{v}" in "worker_processes" directive')
+        raise node.error('"worker_processes" directive invalid value')
 
 
 def _env(cf: Any, node: Node, conf: CoreConf) -> None:
@@ -98,7 +98,7 @@ def _worker_connections(cf: Any, node: Node, conf: CoreConf) -> None:
         raise node.error('"worker_connections" directive is duplicate')
     v = node.args[0]
     if not v.isdigit():
-        raise node.error('"worker_connections" directive invalid number')
+        raise node.error(f'invalid number "{v}"')
     conf.worker_connections = int(v)
 
 

@@ -267,9 +267,8 @@ def _location_block(cf: Any, node: Node, conf: Any) -> None:
     if mod == "@":
         if parent.parent is not None:
             raise node.error(f'named location "{name}" can be on the server level only')
-        if name in srv.named:
-            raise node.error(f'duplicate location "{name}"')
-        srv.named[name] = loc
+        # nginx 1.22 accepts a repeated named location; the first one is used
+        srv.named.setdefault(name, loc)
         parent.named_children = getattr(parent, "named_children", []) + [loc]
     else:
         if parent.parent is not None or parent.modifier:
@@ -295,7 +294,7 @@ def _listen(cf: Any, node: Node, conf: Any) -> None:
     lo = parse_listen(node)
     for other in srv.listens:
         if other.key == lo.key:
-            raise node.error(f"duplicate listen {lo.text}")
+            raise node.error(f"a duplicate listen {lo.text}")
     srv.listens.append(lo)
 
 
@@ -313,8 +312,8 @@ def _server_name(cf: Any, node: Node, conf: Any) -> None:
 
 def _root(cf: Any, node: Node, conf: CoreLocConf) -> None:
     is_alias = node.name == "alias"
-    if conf.alias is not UNSET or conf.root is not UNSET:
-        other = "alias" if conf.alias is not UNSET else "root"
+    if conf.alias or conf.root:
+        other = "alias" if conf.alias else "root"
         if other == node.name:
             raise node.error(f'"{node.name}" directive is duplicate')
         raise node.error(f'"{node.name}" directive is duplicate, "{other}" directive was specified earlier')
@@ -322,7 +321,7 @@ def _root(cf: Any, node: Node, conf: CoreLocConf) -> None:
     path = node.args[0]
     loc: Location = cf.extra["location"]
     if is_alias and loc is not None and loc.named:
-        raise node.error(f'"alias" directive cannot be used inside the named location')
+        raise node.error('the "alias" directive cannot be used inside the named location')
     # nginx prefixes a relative root with the prefix unless it starts with a variable.
     if not path.startswith("$") and not os.path.isabs(path):
         path = cf.full_path(path)
@@ -359,12 +358,12 @@ def _keepalive_timeout(cf: Any, node: Node, conf: CoreLocConf) -> None:
         raise node.error('"keepalive_timeout" directive is duplicate')
     t = values.parse_time(node.args[0], default_unit_ms=True)
     if t is None:
-        raise node.error(f'invalid value')
+        raise node.error('"keepalive_timeout" directive invalid value')
     conf.keepalive_timeout = t
     if len(node.args) == 2:
         h = values.parse_time(node.args[1], default_unit_ms=False)
         if h is None:
-            raise node.error(f'invalid value')
+            raise node.error('"keepalive_timeout" directive invalid value')
         conf.keepalive_header = h
     else:
         conf.keepalive_header = None
@@ -395,7 +394,9 @@ def _error_page(cf: Any, node: Node, conf: CoreLocConf) -> None:
         if not code.isdigit():
             raise node.error(f'invalid value "{code}"')
         c = int(code)
-        if c == 499 or c < 300 or c > 599:
+        if c == 499:
+            raise node.error(f'invalid value "{code}"')
+        if c < 300 or c > 599:
             raise node.error(f'value "{code}" must be between 300 and 599')
         conf.error_pages[c] = page
 
@@ -409,7 +410,7 @@ def _server_tokens(cf: Any, node: Node, conf: CoreLocConf) -> None:
         raise node.error('"server_tokens" directive is duplicate')
     v = node.args[0]
     if v not in ("on", "off", "build"):
-        raise node.error(f'invalid value "{v}" in "server_tokens" directive, it must be "on", "off" or "build"')
+        raise node.error(f'invalid value "{v}"')
     conf.server_tokens = v
 
 
@@ -533,7 +534,7 @@ def _build_listens(cf: Any, main: HttpMain) -> None:
                 opts_seen[lo.key] = lo
             else:
                 if lo.has_socket_opts and prev.has_socket_opts:
-                    raise ConfError(f"duplicate listen options for {lo.text}", srv.file, srv.line)
+                    raise ConfError(f"duplicate listen options for {lo.text}", lo.file, lo.line)
                 if lo.has_socket_opts:
                     lo.default_server = lo.default_server or prev.default_server
                     opts_seen[lo.key] = lo
@@ -542,7 +543,7 @@ def _build_listens(cf: Any, main: HttpMain) -> None:
                 prev_merged.http2 = prev_merged.http2 or lo.http2 or prev.http2
             if lo.default_server:
                 if t.default_marked:
-                    raise ConfError(f"a duplicate default server for {lo.text}", srv.file, srv.line)
+                    raise ConfError(f"a duplicate default server for {lo.text}", lo.file, lo.line)
                 t.default_marked = True
                 t.default = srv
             t.add_server(srv)

@@ -38,6 +38,8 @@ class ListenOpt:
     deferred: bool = False
     so_keepalive: str | None = None
     has_socket_opts: bool = False
+    file: str = ""  # where the listen directive is, for errors found later
+    line: int = 0
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -94,6 +96,7 @@ def parse_listen(node: Node) -> ListenOpt:
         else:
             text = f"{host}:{port}"
         lo = ListenOpt(family, host, port, text)
+    lo.file, lo.line = node.file, node.line
     for p in node.args[1:]:
         if p == "default_server" or p == "default":
             lo.default_server = True

@@ -44,11 +44,8 @@ class Server:
                 raise ConfError(f'pcre2_compile() failed: {e} in "{name[1:]}"') from None
             self.regexes.append(rx)
             groups = list(rx.groupindex)
-        else:
-            if "*" in name and not (name.startswith("*.") or name.endswith(".*")):
-                raise ConfError(f'invalid server name or wildcard "{name}"')
-            if name.count("*") > 1:
-                raise ConfError(f'invalid server name or wildcard "{name}"')
+        # (nginx takes a '*' elsewhere than a leading "*." or trailing ".*"
+        # literally, as part of an exact name)
         self.names.append(name.lower() if not name.startswith("~") else name)
         return groups
 

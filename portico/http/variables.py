@@ -308,10 +308,12 @@ class Variables:
         i, n = 0, len(text)
         while i < n:
             ch = text[i]
-            if ch != "$" or i + 1 >= n:
+            if ch != "$":
                 lit.append(ch)
                 i += 1
                 continue
+            if i + 1 >= n:
+                raise ConfError("invalid variable name", file, line)
             j = i + 1
             if text[j] == "{":
                 k = text.find("}", j)
@@ -353,7 +355,8 @@ class Variables:
         for name, file, line, cell in self.pending:
             g = self.getter(name)
             if g is None:
-                raise ConfError(f'unknown "{name}" variable', file, line)
+                # nginx checks names after the whole block and names no line
+                raise ConfError(f'unknown "{name}" variable')
             cell.append(g)
         self.pending.clear()
 

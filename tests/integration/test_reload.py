@@ -29,7 +29,7 @@ from harness import Server, base_conf, free_port
 CLIENTS = 6
 RELOADS = 20
 RELOAD_EVERY = 1.0  # seconds between reloads: ~20 s of load
-MAX_REQUESTS = 400_000
+MAX_REQUESTS = 1_000_000
 READ_TIMEOUT = 10.0
 
 

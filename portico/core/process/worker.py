@@ -8,8 +8,9 @@ Invariants:
   exist, so an early QUIT (a quick second reload) is a graceful stop, never
   the default action (core dump).  SIGUSR2/SIGWINCH/SIGHUP are ignored.
 - QUIT: stop accepting; close keep-alive connections that are idle (waiting
-  state, no request being served or queued, no unread byte in the socket:
-  closing with unread input would make the kernel send RST); every other
+  state, no request being served or queued, no unread byte in the socket)
+  with a lingering close (FIN, then drain until the client closes: a plain
+  close with input arriving would make the kernel send RST); every other
   connection finishes its request (responses then say ``Connection:
   close``; one that went back to keep-alive anyway is closed by the next
   sweep); exit when no connection is left or worker_shutdown_timeout
@@ -220,11 +221,20 @@ class Worker:
             self._finish()
 
     def _close_idle(self) -> None:
-        """Shutting down: close keep-alive connections with nothing to do."""
+        """Shutting down: close keep-alive connections with nothing to do.
+
+        A request may be on the wire at this very moment.  If it is already
+        in the kernel the connection is left to serve it (the response says
+        ``Connection: close``).  Otherwise the close is a lingering one: FIN
+        first, then read and drop until the client closes, so a request that
+        crosses our FIN never meets a closed socket (which would answer RST);
+        the client just sees EOF before any byte of a response, which HTTP
+        lets it retry (RFC 9112 section 9.3.1).
+        """
         for c in list(self.conns):
             if (getattr(c, "state", _S_WAITING) == _S_WAITING and c.current is None and not c.queue
-                    and not c.closing and not _unread_bytes(c)):
-                c.close()
+                    and not c.closing and not getattr(c, "_lingering", False) and not _unread_bytes(c)):
+                _linger_close(c)
 
     def fast_stop(self) -> None:
         self.shutting_down = True
@@ -251,3 +261,23 @@ class Worker:
 
 def _ignore() -> None:
     pass
+
+
+class _ShutdownLinger:
+    """Bound on a shutdown lingering close when the client never closes."""
+
+    lingering_timeout = 5.0
+
+
+def _linger_close(c: Any) -> None:
+    """Half-close ``c`` and drain it: the protocol's ``close_idle()`` when it
+    has one, else h1's lingering close, else a plain close."""
+    hook = getattr(c, "close_idle", None)
+    if hook is not None:
+        hook()
+        return
+    start = getattr(c, "_start_lingering", None)
+    if start is not None:
+        start(_ShutdownLinger)
+        return
+    c.close()

@@ -55,7 +55,7 @@ def _expires(cf: Any, node: Node, conf: HeadersLocConf) -> None:
     modified = False
     if len(args) == 2:
         if args[0] != "modified":
-            raise node.error(f'invalid value "{args[0]}" in "expires" directive')
+            raise node.error('"expires" directive invalid value')
         modified = True
         args = args[1:]
     v = args[0]
@@ -72,13 +72,13 @@ def _expires(cf: Any, node: Node, conf: HeadersLocConf) -> None:
     if v.startswith("@"):
         t = values.parse_time(v[1:])
         if t is None or t > 86400:
-            raise node.error(f'invalid value "{v}" in "expires" directive')
+            raise node.error('"expires" directive invalid value')
         conf.expires = ("daily", t)
         return
     neg = v.startswith("-")
     t = values.parse_time(v.lstrip("+-"))
     if t is None:
-        raise node.error(f'invalid value "{v}" in "expires" directive')
+        raise node.error('"expires" directive invalid value')
     conf.expires = (kind, -t if neg else t)
 
 

@@ -233,7 +233,7 @@ def _access_log(cf: Any, node: Node, conf: LogLocConf) -> None:
                 raise node.error(f'invalid buffer size "{p[7:]}"')
             lf.limit = size
         elif p.startswith("flush="):
-            t = values.parse_time(p[6:])
+            t = values.parse_time(p[6:], default_unit_ms=True)
             if t is None:
                 raise node.error(f'invalid flush time "{p[6:]}"')
             lf.flush_every = t
