@@ -676,3 +676,72 @@ def test_stub_status_format_matches_nginx(server: Callable[..., Server]) -> None
         heads[kind] = (h.get("content-type"), sorted(h))
     assert pages["portico"] == pages["nginx"]
     assert heads["portico"] == heads["nginx"]
+
+
+# --- shared zones in the master ------------------------------------------------------------------------
+
+ZONE_SCRIPT = r'''
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from portico.core.cycle import Cycle
+from portico.core.process.master import Master, WorkerProc, init_zones, STATUS_ZONE
+cycle = Cycle(sys.argv[2], sys.argv[3])
+cycle.load()
+cycle.zones["limits"] = (8 * 4096 * 4, "limit_req")
+cycle.open_logs()
+init_zones(cycle, None)
+m = Master(cycle)
+zone = cycle.shm.get(STATUS_ZONE)
+limits = cycle.shm.get("limits")
+limits.data = "handle"
+off = limits.alloc(64)
+limits.buf[off] = 42
+c = cycle.status_counters
+slot = c.acquire_slot()
+c.slot(slot).incr("accepts", 5)
+c.slot(slot).incr("active", 3)
+pid = os.fork()
+if pid == 0:
+    zone.lock.acquire()
+    limits.lock.acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+m.workers[pid] = WorkerProc(pid, 0, cycle, slot, 0, exiting=True)
+while m.workers:
+    time.sleep(0.01)
+    m._reap()
+print("status lock free:", zone.lock.acquire(True, 1.0))
+print("limits lock free:", limits.lock.acquire(True, 1.0))
+zone.lock.release(); limits.lock.release()
+print("totals:", c.total("accepts"), c.total("active"), c.in_use(slot))
+# a reload with the same zones keeps them, their content and their handles
+new = Cycle(sys.argv[2], sys.argv[3])
+new.load()
+new.zones["limits"] = (8 * 4096 * 4, "limit_req")
+init_zones(new, cycle)
+print("kept:", new.shm.get("limits") is limits, new.shm.get("limits").data,
+      new.shm.get("limits").buf[off], new.status_counters is c)
+# another size: a fresh zone, as nginx
+third = Cycle(sys.argv[2], sys.argv[3])
+third.load()
+third.zones["limits"] = (8 * 4096 * 8, "limit_req")
+init_zones(third, new)
+print("resized fresh:", third.shm.get("limits") is not limits, third.shm.get("limits").data)
+'''
+
+
+def test_master_force_unlocks_zones_of_a_dead_worker_and_keeps_zones_on_reload(server: Callable[..., Server]) -> None:
+    s = server(conf(free_port()), start=False)
+    r = subprocess.run([sys.executable, "-c", ZONE_SCRIPT, REPO, s.conf_path, s.prefix],
+                       capture_output=True, text=True, timeout=30, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "status lock free: True",
+        "limits lock free: True",
+        "totals: 5 0 False",
+        "kept: True handle 42 True",
+        "resized fresh: True None",
+    ]
+    log = s.log()
+    assert re.search(rf'\[alert\] \d+#\d+: shared memory zone "stub_status" was locked by \d+', log)
+    assert re.search(rf'\[alert\] \d+#\d+: shared memory zone "limits" was locked by \d+', log)
+    assert re.search(r"worker process \d+ exited on signal 9", log)

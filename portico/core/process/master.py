@@ -46,7 +46,6 @@ import resource
 import select
 import signal
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -365,6 +364,7 @@ class Master:
                 w = Worker(cycle, socks, stats, number + 1, self.pid)
                 w.run()
                 cycle.log.log(logmod.NOTICE, "exiting")
+                cycle.log.log(logmod.NOTICE, "exit")
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 0
             except BaseException as e:  # never a traceback on the terminal
