@@ -23,7 +23,7 @@ class CoreConf(Conf):
     master_process: bool = True
     worker_processes: int = 1
     pid: str = "logs/nginx.pid"
-    user: str | None = None
+    user: Any = None  # (uid, gid, name) when workers must drop root
     worker_rlimit_nofile: int | None = None
     worker_shutdown_timeout: float | None = None
     working_directory: str | None = None
@@ -82,7 +82,70 @@ def _env(cf: Any, node: Node, conf: CoreConf) -> None:
 def _user(cf: Any, node: Node, conf: CoreConf) -> None:
     if conf.user is not UNSET:
         raise node.error('"user" directive is duplicate')
-    conf.user = node.args[0]
+    if os.geteuid() != 0:
+        # nginx: the directive has no effect unless the master runs as root
+        conf.user = None
+        cf.cycle.warn('the "user" directive makes sense only if the master process runs '
+                      'with super-user privileges, ignored', node)
+        return
+    conf.user = resolve_user(node.args[0], node.args[1] if len(node.args) > 1 else None, node)
+
+
+def resolve_user(name: str, group: str | None, node: Node | None) -> tuple[int, int, str]:
+    """(uid, gid, name) as nginx's ngx_set_user: getpwnam, then getgrnam."""
+    import grp
+    import pwd
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        msg = f'getpwnam("{name}") failed'
+        raise (node.error(msg) if node else _conf_error(msg)) from None
+    gname = group or name
+    try:
+        gid = grp.getgrnam(gname).gr_gid
+    except KeyError:
+        if group is None and name == "nobody":
+            gid = pwd.getpwnam(name).pw_gid  # Debian has "nogroup", not "nobody"
+        else:
+            msg = f'getgrnam("{gname}") failed'
+            raise (node.error(msg) if node else _conf_error(msg)) from None
+    return uid, gid, name
+
+
+def _conf_error(msg: str) -> Exception:
+    from ..conf.errors import ConfError
+    return ConfError(msg)
+
+
+def worker_process_init(cycle: Any) -> None:
+    """What a new worker does before serving, as ngx_worker_process_init:
+    environment, rlimits, then dropping root privileges."""
+    import resource
+    cycle.is_worker = True
+    conf = cycle.confs["core"]
+    keep = {"TZ": os.environ.get("TZ")}
+    for item in conf.env or []:
+        name, eq, value = item.partition("=")
+        keep[name] = value if eq else os.environ.get(name)
+    os.environ.clear()
+    for k, v in keep.items():
+        if v is not None:
+            os.environ[k] = v
+    if conf.worker_rlimit_nofile:
+        n = conf.worker_rlimit_nofile
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        except (OSError, ValueError) as e:
+            cycle.log.log(logmod.ALERT, f"setrlimit(RLIMIT_NOFILE, {n}) failed ({getattr(e, 'errno', 0)}: {e})")
+    if conf.user and os.geteuid() == 0:
+        uid, gid, name = conf.user
+        try:
+            os.setgid(gid)
+            os.initgroups(name, gid)
+            os.setuid(uid)
+        except OSError as e:
+            cycle.log.log(logmod.EMERG, f"setuid({uid}) failed ({e.errno}: {e.strerror})")
+            raise SystemExit(2)
 
 
 def _events(cf: Any, node: Node, conf: CoreConf) -> None:
@@ -156,14 +219,16 @@ class CoreModule(Module):
         conf.merge(None)
         if conf.env is None:
             conf.env = []
+        # -e only replaces the default: error_log directives still win (nginx)
         targets = list(conf.error_logs or [])
-        if cycle.error_log_path:
-            p = cycle.error_log_path
-            targets = [logmod.LogTarget("stderr" if p == "stderr" else cycle.full_path(p), logmod.ERROR)]
         if not targets:
-            targets = [logmod.LogTarget(cycle.full_path("logs/error.log"), logmod.ERROR)]
+            p = cycle.error_log_path or "logs/error.log"
+            targets = [logmod.LogTarget("stderr" if p == "stderr" else cycle.full_path(p), logmod.ERROR)]
         cycle.log = logmod.ErrorLog(targets)
         conf.pid = cycle.full_path(conf.pid)
+        if conf.user is None and os.geteuid() == 0:
+            # nginx's default when started as root: workers run as nobody
+            conf.user = resolve_user("nobody", None, None)
 
 
 def _no_events() -> Exception:

@@ -199,6 +199,8 @@ def _finish_http(cf: Any, main: HttpMain, mods: list[Module]) -> None:
             post(main)
     main.variables.resolve_pending()
     _build_listens(cf, main)
+    cf.cycle.temp_paths = sorted({cf.cycle.full_path(loc.confs_raw["core"].client_body_temp_path)
+                                  for loc in main.all_locations()})
     from .phases import Engine
     main.engine = Engine(main)
 
@@ -550,7 +552,7 @@ def _build_listens(cf: Any, main: HttpMain) -> None:
     for key, t in tables.items():
         if t.default is None:
             t.default = t.servers[0]
-        t.finalize()
+        t.finalize(cf.cycle.warn)
     # wildcard absorption
     wildcard_ports: dict[tuple[int, int], tuple[Any, ...]] = {}
     for key, lo in opts_seen.items():

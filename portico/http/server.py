@@ -69,11 +69,17 @@ class ServerTable:
         if srv not in self.servers:
             self.servers.append(srv)
 
-    def finalize(self) -> None:
+    def finalize(self, warn: Any = None) -> None:
+        seen: set[str] = set()
         for srv in self.servers:
             for name in srv.names:
                 if name.startswith("~"):
                     continue
+                if name in seen:
+                    if warn is not None:
+                        warn(f'conflicting server name "{name}" on {self.addr_text}, ignored')
+                    continue
+                seen.add(name)
                 if name.startswith("*."):
                     self.head.append((name[1:], srv))
                 elif name.startswith("."):

@@ -202,9 +202,6 @@ def _get(id: str, path: str, *headers: str, host: str = "localhost", method: str
     return Case(id, req(method, path, host, headers), port=port, xfail=xfail, xfail_root_only=xfail_root_only)
 
 
-_BUG_NO_USER = ("portico/core/process/master.py+worker.py: the `user` directive (default nobody when "
-                "started as root) is parsed but workers never setgid/setuid, so a mode-000 file is "
-                "readable by Portico's root worker (nginx: 403)")
 _BUG_NO_COLON = ("portico/http/proto/h1.py: httptools rejects a header line without ':' (400); nginx "
                  "takes it as a header with an empty value and serves the request")
 _BUG_HTTP09 = ("portico/http/proto/h1.py: 'GET /path\\r\\n' without a version is HTTP/0.9 for nginx "
@@ -247,7 +244,7 @@ CASES: list[Case] = [
     _get("dir-no-slash-301-args", "/dir?a=1"),
     _get("dir-no-slash-301-hostport", "/dir", host="localhost:8080"),
     _get("dir2-listing-403", "/dir2/"),
-    _get("unreadable-403", "/secret.txt", xfail=_BUG_NO_USER, xfail_root_only=True),
+    _get("unreadable-403", "/secret.txt"),
     _get("missing-404", "/nope.txt"),
     _get("missing-dir-404", "/nope/"),
     _get("missing-nolog-404", "/nolog/x"),

@@ -408,8 +408,6 @@ def test_e_relative_file(prefix: Callable[..., str]) -> None:
     assert not os.path.exists(f"{p}/logs/error.log")
 
 
-@pytest.mark.xfail(reason="portico/core/core_module.py init_cycle lets -e replace the error_log "
-                          "directives; nginx uses -e only when the configuration has none", strict=False)
 def test_e_does_not_override_error_log_directive(prefix: Callable[..., str]) -> None:
     port = free_port()
     conf = NO_ERROR_LOG.format(port=port, master="on").replace("pid logs/nginx.pid;",

@@ -294,7 +294,10 @@ def test_virtual_server_selection(server):
 # --- request bodies, read for real by the dav module's PUT ----------------------------
 
 def dav_conf(port: int, extra: str = "") -> str:
-    return conf(port, server_extra=f"""
+    # the workers write into html/, which the test (maybe root) owns: as
+    # root, nginx (and portico) would otherwise run them as nobody
+    main = "user root;" if os.geteuid() == 0 else ""
+    return conf(port, main_extra=main, server_extra=f"""
         client_body_temp_path tmp_body;
         dav_methods PUT DELETE MKCOL;
         create_full_put_path on;

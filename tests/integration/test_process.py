@@ -745,3 +745,50 @@ def test_master_force_unlocks_zones_of_a_dead_worker_and_keeps_zones_on_reload(s
     assert re.search(rf'\[alert\] \d+#\d+: shared memory zone "stub_status" was locked by \d+', log)
     assert re.search(rf'\[alert\] \d+#\d+: shared memory zone "limits" was locked by \d+', log)
     assert re.search(r"worker process \d+ exited on signal 9", log)
+
+
+def test_workers_drop_root_apply_rlimit_and_env(server) -> None:
+    """As root, workers run as `user` (nobody by default), get
+    worker_rlimit_nofile, and see only TZ and `env` variables."""
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch users")
+    port = free_port()
+    srv = server(base_conf(f"server {{ listen 127.0.0.1:{port}; return 200 ok; }}",
+                           main_extra="worker_rlimit_nofile 4321; env KEEP_ME; env SET_ME=1;"))
+    time.sleep(0.3)
+    kids = [int(p) for p in open(f"/proc/{srv.master_pid}/task/{srv.master_pid}/children").read().split()]
+    assert kids
+    for pid in kids:
+        status = open(f"/proc/{pid}/status").read()
+        uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
+        assert uid == pwd.getpwnam("nobody").pw_uid
+        limits = open(f"/proc/{pid}/limits").read()
+        assert re.search(r"Max open files\s+4321\s+4321", limits)
+
+
+
+def test_worker_environment_is_tz_plus_env_directives(tmp_path) -> None:
+    """ngx_worker_process_init: a worker keeps TZ and the `env` variables only
+    (checked in a forked child running the real init on a real Cycle)."""
+    from portico.core.cycle import Cycle
+    from portico.core.core_module import worker_process_init
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("user root; env KEEP_ME; env SET_ME=1; events {}\n" if os.geteuid() == 0
+                    else "env KEEP_ME; env SET_ME=1; events {}\n")
+    cycle = Cycle(str(conf), str(tmp_path))
+    cycle.load()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.environ.update(KEEP_ME="k", DROP_ME="d", TZ="UTC")
+        worker_process_init(cycle)
+        os.write(w, repr(sorted(os.environ.items())).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.waitpid(pid, 0)
+    assert data.decode() == repr([("KEEP_ME", "k"), ("SET_ME", "1"), ("TZ", "UTC")])

@@ -53,6 +53,7 @@ from typing import Any, Callable
 from ...conf.errors import ConfError
 from .. import log as logmod
 from ..cycle import Cycle
+from ..core_module import worker_process_init
 from .worker import GAUGES, STAT_FIELDS, WORKER_SIGNALS, Worker
 
 _SIGNALS = WORKER_SIGNALS
@@ -263,6 +264,36 @@ def remove_pid_file(path: str) -> None:
         pass
 
 
+def prepare_paths(cycle: Cycle, log: Callable[[int, str], None]) -> None:
+    """ngx_create_paths: temp directories exist and belong to the worker user;
+    log files too, so that workers (no longer root) can reopen them."""
+    user = cycle.confs["core"].user
+    for path in getattr(cycle, "temp_paths", ()):
+        try:
+            os.makedirs(path, 0o700, exist_ok=True)
+            if user and os.geteuid() == 0:
+                os.chown(path, user[0], -1)
+        except OSError as e:
+            log(logmod.EMERG, f'mkdir() "{path}" failed ({e.errno}: {e.strerror})')
+    _chown_logs(cycle)
+
+
+def _chown_logs(cycle: Cycle) -> None:
+    user = cycle.confs["core"].user
+    if not user or os.geteuid() != 0:
+        return
+    fds = [t.fd for t in cycle.log.targets]
+    for el in getattr(cycle, "extra_logs", []):
+        fds.extend(t.fd for t in el.targets)
+    fds.extend(lf.fd for lf in getattr(cycle, "log_files", []))
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.fchown(fd, user[0], -1)
+            except OSError:
+                pass
+
+
 def reopen_files(cycle: Cycle) -> None:
     """USR1 in one process: error logs, http error logs, access logs."""
     cycle.log.reopen()
@@ -270,6 +301,8 @@ def reopen_files(cycle: Cycle) -> None:
         el.reopen()
     for lf in getattr(cycle, "log_files", []):
         lf.reopen()
+    if not getattr(cycle, "is_worker", False):
+        _chown_logs(cycle)  # the master reopens first; workers then can too
 
 
 def _startup_notices(log: logmod.ErrorLog) -> None:
@@ -341,6 +374,7 @@ class Master:
             remove_pid_file(self.cycle.confs["core"].pid)
 
     def _spawn_all(self, cycle: Cycle, socks: dict[Any, socket.socket]) -> None:
+        prepare_paths(cycle, self._log)
         n = cycle.confs["core"].worker_processes
         for i in range(n):
             self._spawn(cycle, socks, self.generation, i)
@@ -361,6 +395,7 @@ class Master:
                     if id(s) not in mine:
                         s.close()
                 stats = _SlotStats(counters.slot(slot)) if counters is not None else None
+                worker_process_init(cycle)
                 w = Worker(cycle, socks, stats, number + 1, self.pid)
                 w.run()
                 cycle.log.log(logmod.NOTICE, "exiting")

@@ -380,8 +380,8 @@ class H1Connection(asyncio.Protocol):
         self.current = None
         if self.closing:
             return
-        if not r.keepalive:
-            self._close_after(r)
+        if not r.keepalive or (self.worker.shutting_down and not self.queue):
+            self._close_after(r) if not r.keepalive else self.close_idle()
             return
         if self.queue:
             if len(self.queue) <= _MAX_QUEUED:
@@ -452,6 +452,14 @@ class H1Connection(asyncio.Protocol):
                 return
         self.deadline = self.worker.now + core.lingering_timeout
         self.timeout_kind = "linger"
+
+    def close_idle(self) -> None:
+        """Close an idle connection without a reset: FIN, then read and drop
+        until the client closes or lingering_timeout passes (shutdown)."""
+        if self.closing or self._lingering:
+            return
+        core = self.table.default.root.conf.core  # type: ignore[union-attr]
+        self._start_lingering(core)
 
     def close(self) -> None:
         if not self.closing:
