@@ -117,6 +117,10 @@ def _conf_error(msg: str) -> Exception:
     return ConfError(msg)
 
 
+_PRELOAD = ("base64", "ctypes", "json", "zlib", "hashlib", "uuid", "email.utils", "tempfile", "shutil",
+            "encodings.idna", "encodings.ascii", "encodings.latin_1", "http.client")
+
+
 def worker_process_init(cycle: Any) -> None:
     """What a new worker does before serving, as ngx_worker_process_init:
     environment, rlimits, then dropping root privileges."""
@@ -138,6 +142,14 @@ def worker_process_init(cycle: Any) -> None:
         except (OSError, ValueError) as e:
             cycle.log.log(logmod.ALERT, f"setrlimit(RLIMIT_NOFILE, {n}) failed ({getattr(e, 'errno', 0)}: {e})")
     if conf.user and os.geteuid() == 0:
+        # After setuid the worker may not read the interpreter's own files
+        # (e.g. a Python under /root): import what runtime paths need now.
+        import importlib
+        for mod in _PRELOAD:
+            try:
+                importlib.import_module(mod)
+            except ImportError:
+                pass
         uid, gid, name = conf.user
         try:
             os.setgid(gid)

@@ -17,6 +17,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import base64
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -128,7 +129,6 @@ class Request:
         auth = self.hin.get("authorization")
         if not auth or not auth[:6].lower() == "basic ":
             return None
-        import base64
         try:
             user = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8", "surrogateescape")
         except Exception:

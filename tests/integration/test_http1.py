@@ -413,3 +413,43 @@ def test_send_timeout_drops_a_reader_that_stops(server):
         pass
     assert got < len(huge)
     assert "client timed out (110: Connection timed out) while sending response to client" in srv.log()
+
+
+def test_parked_idle_connections_come_back_and_time_out(server):
+    """An idle keep-alive connection is parked after a second (its transport
+    released); it must answer the next request as before, keep its place in
+    stub_status, and still end at keepalive_timeout."""
+    port = free_port()
+    srv = server(conf(port, server_extra="keepalive_timeout 3s; keepalive_requests 5;",
+                      extra="location = /st { stub_status; }"), files=FILES)
+    s = connect(port)
+    s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_responses(s, 1)[0][0] == 200
+    time.sleep(1.8)  # parked by now
+    st = parse_response(raw_request(port, b"GET /st HTTP/1.0\r\n\r\n"))[2].decode()
+    assert "Active connections: 2 " in st and "Waiting: 1 " in st, st
+    for i in range(3):
+        s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        (status, headers, body), = read_responses(s, 1)
+        assert status == 200 and body == b"hello\n"
+        # keepalive_requests counts across the park: the 5th request closes
+        assert headers["connection"] == ("keep-alive" if i < 3 else "close")
+        time.sleep(1.4)
+    s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    (status, headers, body), = read_responses(s, 1)
+    assert headers["connection"] == "close"
+    s2 = connect(port)
+    s2.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_responses(s2, 1)[0][0] == 200
+    t0 = time.monotonic()
+    s2.settimeout(8)
+    try:
+        data = s2.recv(10)
+    except socket.timeout:
+        raise AssertionError(srv.log()[-3000:])
+    assert data == b""  # parked, then closed at keepalive_timeout
+    assert 2.0 < time.monotonic() - t0 < 5.0
+    time.sleep(0.3)
+    st = parse_response(raw_request(port, b"GET /st HTTP/1.0\r\n\r\n"))[2].decode()
+    assert "Active connections: 1 " in st and "Waiting: 0 " in st, st
+    assert "[alert]" not in srv.log()

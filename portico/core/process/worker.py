@@ -27,8 +27,13 @@ from __future__ import annotations
 
 import array
 import asyncio
+import ctypes
 import fcntl
+import gc
+import itertools
+import heapq
 import os
+import select
 import signal
 import socket
 import termios
@@ -38,6 +43,40 @@ from typing import Any
 from .. import log as logmod
 
 _TICK = 0.25
+#: seconds of keep-alive idleness after which a connection is parked
+PARK_AFTER = 0.5
+
+
+class Parked:
+    """What a parked connection needs to come back as it was."""
+    __slots__ = ("fd", "family", "spec", "deadline", "conn_id", "requests", "start_time",
+                 "start_mono", "client_addr", "client_port", "server_addr", "server_port", "closing")
+
+    def __init__(self, fd: int, conn: Any) -> None:
+        self.fd = fd
+        self.family = conn.family
+        self.spec = conn.spec
+        self.deadline = conn.deadline
+        self.conn_id = conn.id
+        self.requests = conn.requests
+        self.start_time = conn.start_time
+        self.start_mono = conn.start_mono
+        self.client_addr = conn.client_addr
+        self.client_port = conn.client_port
+        self.server_addr = conn.server_addr
+        self.server_port = conn.server_port
+        self.closing = False
+
+
+_seq = itertools.count()
+
+
+def _malloc_trim() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 # indexes of the stub_status counters in a worker's slot
 ACTIVE, ACCEPTS, HANDLED, REQUESTS, READING, WRITING, WAITING = range(7)
@@ -49,6 +88,26 @@ _S_WAITING = 3  # a connection's ``state`` while idle between keep-alive request
 #: signals the master handles, blocked in it and (until the loop is ready) in a new worker
 WORKER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
                   signal.SIGCHLD, signal.SIGUSR2, signal.SIGWINCH)
+
+
+def _fd_unread(fd: int) -> int:
+    try:
+        buf = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+        return buf[0]
+    except OSError:
+        return 0
+
+
+def _fd_error(fd: int) -> int:
+    try:
+        s = socket.socket(fileno=fd)
+        try:
+            return s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        finally:
+            s.detach()
+    except OSError:
+        return 0
 
 
 def _unread_bytes(conn: Any) -> int:
@@ -87,6 +146,10 @@ class Worker:
         self.number = number
         self.master_pid = master_pid
         self.conns: set[Any] = set()
+        self.parked: dict[int, Parked] = {}
+        self._ep: Any = None
+        self._parked_since_trim = 0
+        self._park_heap: list[tuple[float, int, int, Parked]] = []
         self.shutting_down = False
         self.servers: list[Any] = []
         self._conn_id = 0
@@ -122,8 +185,128 @@ class Worker:
         if conn in self.conns:
             self.conns.discard(conn)
             self.stats.add(ACTIVE, -1)
-        if self.shutting_down and not self.conns and self._stop is not None and not self._stop.done():
+        self._maybe_stopped()
+
+    def _maybe_stopped(self) -> None:
+        if (self.shutting_down and not self.conns and not self.parked and self._stop is not None
+                and not self._stop.done()):
             self._stop.set_result(None)
+
+    # --- parked idle connections ---------------------------------------------------
+    # A keep-alive connection idle for PARK_AFTER seconds gives up its uvloop
+    # transport and protocol (~2 KB) and waits as a bare fd in one epoll set;
+    # the first readiness event brings it back as a new transport.  It stays
+    # counted as active and waiting in stub_status all along.
+
+    def park(self, conn: Any) -> bool:
+        fd = os.dup(conn._sock_fd)
+        p = Parked(fd, conn)
+        if self._ep is None:
+            self._ep = select.epoll()
+            self.loop.add_reader(self._ep.fileno(), self._parked_ready)
+        self._ep.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+        self.parked[fd] = p
+        heapq.heappush(self._park_heap, (p.deadline, next(_seq), fd, p))
+        self.conns.discard(conn)
+        self._parked_since_trim += 1
+        return True
+
+    def _parked_ready(self) -> None:
+        assert self._ep is not None
+        for fd, ev in self._ep.poll(0):
+            p = self.parked.pop(fd, None)
+            if p is None:
+                continue
+            self._ep.unregister(fd)
+            if p.closing:
+                self._drain_parked(p)
+                continue
+            if ev & (select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR) and not _fd_unread(fd):
+                # the client went away: close here, without a transport
+                err = _fd_error(fd)
+                why = f" ({err}: {os.strerror(err)})" if err else ""
+                self.cycle.log.log(logmod.INFO, f"client {p.client_addr} closed keepalive connection{why}",
+                                   p.conn_id)
+                self._close_parked(p)
+                continue
+            self._unpark(p)
+
+    def _unpark(self, p: "Parked") -> None:
+        from ...http.proto.h1 import H1Connection
+        try:
+            sock = socket.socket(p.family, socket.SOCK_STREAM, 0, p.fd)
+            sock.setblocking(False)
+        except OSError:
+            self._close_parked(p)
+            return
+        self.loop.create_task(self._resume(sock, p, H1Connection))
+
+    async def _resume(self, sock: socket.socket, p: "Parked", cls: Any) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: cls(self, p.spec, resume=p), sock)
+        except OSError:
+            self._close_parked(p, close_fd=False)
+            sock.close()
+
+    def resumed(self, conn: Any) -> None:
+        self.conns.add(conn)
+
+    def _close_parked(self, p: "Parked", close_fd: bool = True) -> None:
+        if close_fd:
+            try:
+                os.close(p.fd)
+            except OSError:
+                pass
+        st = self.stats
+        st.add(ACTIVE, -1)
+        st.add(WAITING, -1)
+        self._maybe_stopped()
+
+    def _drain_parked(self, p: "Parked") -> None:
+        # lingering close of a parked connection: drop what comes until EOF
+        try:
+            while True:
+                data = os.read(p.fd, 65536)
+                if not data:
+                    break
+        except BlockingIOError:
+            assert self._ep is not None
+            self._ep.register(p.fd, select.EPOLLIN | select.EPOLLRDHUP)
+            self.parked[p.fd] = p
+            heapq.heappush(self._park_heap, (p.deadline, next(_seq), p.fd, p))
+            return
+        except OSError:
+            pass
+        self._close_parked(p)
+
+    def _tick_parked(self, now: float) -> None:
+        # deadlines sit in a heap (lazy deletion): a tick costs O(expired)
+        heap = self._park_heap
+        while heap and heap[0][0] <= now:
+            _, _, fd, p = heapq.heappop(heap)
+            if self.parked.get(fd) is not p or now < p.deadline:
+                continue
+            del self.parked[fd]
+            if self._ep is not None:
+                self._ep.unregister(fd)
+            self._close_parked(p)
+
+    def _shutdown_parked(self) -> None:
+        """QUIT: half-close every parked connection (FIN), drain, then close."""
+        for p in list(self.parked.values()):
+            if p.closing:
+                continue
+            p.closing = True
+            p.deadline = time.monotonic() + 5.0
+            heapq.heappush(self._park_heap, (p.deadline, next(_seq), p.fd, p))
+            try:
+                s = socket.socket(p.family, socket.SOCK_STREAM, 0, p.fd)
+                try:
+                    s.shutdown(socket.SHUT_WR)
+                finally:
+                    s.detach()
+            except OSError:
+                pass
 
     def conn_state(self, old: int, new: int) -> None:
         st = self.stats
@@ -182,27 +365,42 @@ class Worker:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(_TICK)
-            now = self.now = time.monotonic()
-            for c in list(self.conns):
-                d = c.deadline
-                if d and now >= d:
-                    try:
-                        c.on_tick(now)
-                    except Exception as e:
-                        self.cycle.log.log(logmod.ALERT, f"timer handler failed: {e!r}")
-                        c.abort()
-            for fn in self._tick_hooks:
-                fn()
-            if self.master_pid is not None and os.getppid() != self.master_pid:
-                self.fast_stop()
-                return
-            if self.shutting_down:
-                # a response that started before QUIT ends in keep-alive state
-                self._close_idle()
-            if self.shutting_down and self._deadline and now >= self._deadline:
-                for c in list(self.conns):
+            try:
+                self._tick_once()
+            except Exception as e:  # the sweep must survive anything
+                self.cycle.log.log(logmod.ALERT, f"timer sweep failed: {e!r}")
+
+    def _tick_once(self) -> None:
+        now = self.now = time.monotonic()
+        park_before = now - PARK_AFTER
+        for c in list(self.conns):
+            d = c.deadline
+            if d and now >= d:
+                try:
+                    c.on_tick(now)
+                except Exception as e:
+                    self.cycle.log.log(logmod.ALERT, f"timer handler failed: {e!r}")
                     c.abort()
-                self._finish()
+            elif c.idle_since and c.idle_since < park_before and not self.shutting_down:
+                c.park()
+        if self.parked:
+            self._tick_parked(now)
+        if self._parked_since_trim >= 256:
+            # give the freed transports' memory back to the system
+            self._parked_since_trim = 0
+            _malloc_trim()
+        for fn in self._tick_hooks:
+            fn()
+        if self.master_pid is not None and os.getppid() != self.master_pid:
+            self.fast_stop()
+            return
+        if self.shutting_down:
+            # a response that started before QUIT ends in keep-alive state
+            self._close_idle()
+        if self.shutting_down and self._deadline and now >= self._deadline:
+            for c in list(self.conns):
+                c.abort()
+            self.fast_stop()
 
     _deadline = 0.0
     _tick_hooks: list[Any] = []
@@ -217,7 +415,8 @@ class Worker:
         if self.shutdown_timeout:
             self._deadline = time.monotonic() + self.shutdown_timeout
         self._close_idle()
-        if not self.conns:
+        self._shutdown_parked()
+        if not self.conns and not self.parked:
             self._finish()
 
     def _close_idle(self) -> None:
@@ -242,6 +441,12 @@ class Worker:
             srv.close()
         for c in list(self.conns):
             c.abort()
+        for p in list(self.parked.values()):
+            try:
+                os.close(p.fd)
+            except OSError:
+                pass
+        self.parked.clear()
         self._finish()
 
     def _finish(self) -> None:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from ...core.process.worker import Worker
 
 _MAX_QUEUED = 8
+#: above this many live connections in a worker, idle ones park immediately
+PARK_NOW_ABOVE = 1000
 _SMALL_FILE = 32768  # below this a file is read and written with the headers
 
 # connection states, for stub_status
@@ -57,9 +59,13 @@ class H1Connection(asyncio.Protocol):
                  "current", "outq", "paused", "closing", "deadline", "timeout_kind", "state",
                  "table", "srvconf", "_url", "_headers", "_hin", "_req", "_dupfd",
                  "_sending", "_sock_fd", "_lingering", "_last_done", "_te", "_wbuf", "_host_raw",
-                 "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding")
+                 "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
+                 "_resume", "_parked")
 
-    def __init__(self, worker: "Worker", spec: Any) -> None:
+    def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
+        self._resume = resume  # a worker.Parked when this is a parked connection coming back
+        self._parked = False
+        self.idle_since = 0.0
         self.worker = worker
         self.spec = spec
         self.http = worker.cycle.http
@@ -95,12 +101,17 @@ class H1Connection(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         w = self.worker
-        self.id = w.next_conn_id()
-        self.start_time = time.time()
-        self.start_mono = w.now
         sock = transport.get_extra_info("socket")
         self.family = sock.family
         self._sock_fd = sock.fileno()
+        p = self._resume
+        if p is not None:
+            self._resume = None
+            self._resumed(transport, p)
+            return
+        self.id = w.next_conn_id()
+        self.start_time = time.time()
+        self.start_mono = w.now
         if self.family == socket.AF_UNIX:
             self.client_addr, self.client_port = "unix:", 0
             self.server_addr, self.server_port = self.spec.opt.host, 0
@@ -127,6 +138,43 @@ class H1Connection(asyncio.Protocol):
         self.deadline = self.worker.now + self.srvconf.client_header_timeout
         self.timeout_kind = "header"
 
+    def _resumed(self, transport: Any, p: Any) -> None:
+        """A parked connection is back (data or EOF is waiting): restore it.
+        Counters were never released, so it is not counted as a new accept."""
+        w = self.worker
+        self.id, self.requests = p.conn_id, p.requests
+        self.start_time, self.start_mono = p.start_time, p.start_mono
+        self.client_addr, self.client_port = p.client_addr, p.client_port
+        self.server_addr, self.server_port = p.server_addr, p.server_port
+        tables = self.spec.tables
+        self.table = tables.get(self.server_addr) if len(tables) > 1 else None
+        if self.table is None:
+            self.table = tables[""]
+        self.srvconf = self.table.default.core  # type: ignore[union-attr]
+        if not self.table.default.root.conf.core.tcp_nodelay and self.family != socket.AF_UNIX:
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        transport.set_write_buffer_limits(0, 0)
+        self.parser = None
+        self._raw = self._url = _NOTHING  # type: ignore[assignment]
+        self.state = S_WAITING  # as counted while parked
+        self.deadline = p.deadline
+        self.timeout_kind = "keepalive"
+        self.idle_since = w.now
+        w.resumed(self)
+        if w.shutting_down:
+            self.close_idle()
+
+    def park(self) -> None:
+        """Give this idle keep-alive connection's transport back (see Worker.park)."""
+        if (self.state != S_WAITING or self._in_headers or self.outq or self._wbuf or self.closing
+                or self._lingering or self._dupfd >= 0 or self.ssl or self.queue or self.current):
+            self.idle_since = 0.0
+            return
+        if self.worker.park(self):
+            self._parked = True
+            self.closing = True
+            self.transport.abort()
+
     def _new_parser(self) -> Any:
         # A parser costs ~0.2 us to make and ~0.7 KB to keep, so an idle
         # keep-alive connection drops it and makes a new one on next data.
@@ -141,6 +189,9 @@ class H1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.parser = None  # breaks the parser <-> protocol cycle at once
         self.closing = True
+        if self._parked:
+            self.transport = None  # no cycle: freed now, not at the next GC
+            return  # the connection lives on as a parked fd
         self._drop_dup()
         for r in ([self.current] if self.current else []) + list(self.queue):
             if r is not None and not r.done:
@@ -206,6 +257,8 @@ class H1Connection(asyncio.Protocol):
             self._flush()
         if self.state == S_WAITING:
             self._shed()
+            if len(self.worker.conns) > PARK_NOW_ABOVE and not self.transport.get_write_buffer_size():
+                self.park()
         if len(self.queue) > _MAX_QUEUED and not self.closing:
             self.transport.pause_reading()
 
@@ -234,6 +287,7 @@ class H1Connection(asyncio.Protocol):
 
     # --- httptools callbacks ---------------------------------------------------------
     def on_message_begin(self) -> None:
+        self.idle_since = 0.0
         self._url = []
         self._raw = []
         self._in_headers = True
@@ -399,8 +453,13 @@ class H1Connection(asyncio.Protocol):
         self._set_state(S_WAITING)
         self.deadline = self.worker.now + core.keepalive_timeout
         self.timeout_kind = "keepalive"
+        self.idle_since = self.worker.now
         if not self._feeding:
             self._shed()
+            if len(self.worker.conns) > PARK_NOW_ABOVE and not self.transport.get_write_buffer_size():
+                # many connections: park idle ones at once, so transports
+                # (~2 KB each) never pile up under a connection flood
+                self.park()
 
     def _shed(self) -> None:
         """An idle keep-alive connection keeps only what the next request needs."""
