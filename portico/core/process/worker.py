@@ -128,10 +128,11 @@ class LocalStats:
     """Counters when there is no shared zone (tests, master_process off)."""
 
     def __init__(self) -> None:
-        self.v = [0] * 7
+        self.cells = [0] * 7
+        self.v = self.cells
 
     def add(self, i: int, n: int) -> None:
-        self.v[i] += n
+        self.cells[i] += n
 
     def flush(self) -> None:
         pass
@@ -143,6 +144,9 @@ class Worker:
         self.cycle = cycle
         self.sockets = sockets
         self.stats = stats if stats is not None else LocalStats()
+        #: the counter cells themselves (STAT_FIELDS order): connections
+        #: update them inline on the hot path, no method call
+        self.cells = self.stats.cells
         self.number = number
         self.master_pid = master_pid
         self.conns: set[Any] = set()

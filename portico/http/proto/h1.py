@@ -423,7 +423,7 @@ class H1Connection(asyncio.Protocol):
         self._set_state(S_WRITING)
         self.deadline = 0.0
         self.timeout_kind = ""
-        self.worker.count_request()
+        self.worker.cells[3] += 1  # requests
         r.http.engine.start(r)
 
     def _finish(self, r: Request) -> None:
@@ -534,8 +534,14 @@ class H1Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _set_state(self, st: int) -> None:
-        if st != self.state:
-            self.worker.conn_state(self.state, st)
+        old = self.state
+        if st != old:
+            # stub_status gauges: reading/writing/waiting are cells 4/5/6
+            cells = self.worker.cells
+            if old:
+                cells[old + 3] -= 1
+            if st:
+                cells[st + 3] += 1
             self.state = st
 
     # --- timeouts ------------------------------------------------------------------------
