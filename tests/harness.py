@@ -18,10 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, step: float = 0.02) -> bool:
+    """Poll ``cond`` until it is true or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return bool(cond())
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ from typing import Callable
 
 import pytest
 
-from harness import NGINX, REPO, Server, base_conf, free_port, have_nginx, raw_request, parse_response
+from harness import wait_for, NGINX, REPO, Server, base_conf, free_port, have_nginx, raw_request, parse_response
 
 PORTICO = [sys.executable, "-m", "portico"]
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -45,15 +45,6 @@ def nginx_message(line: str) -> str:
     prints it: ``nginx: [level] message``."""
     m = re.match(rf"{TS} \[(\w+)\] \d+#\d+: (.*)", line)
     return f"nginx: [{m.group(1)}] {m.group(2)}" if m else line
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 10.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return bool(cond())
 
 
 def children(pid: int) -> list[int]:

@@ -25,22 +25,13 @@ from typing import Callable
 
 import pytest
 
-from harness import REPO, Server, base_conf, free_port, have_nginx, parse_response, raw_request
+from harness import wait_for, REPO, Server, base_conf, free_port, have_nginx, parse_response, raw_request
 
 TS = r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}"
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-def wait_for(cond: Callable[[], object], timeout: float = 10.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return bool(cond())
-
 
 def proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, ppid) of a process, None when it is gone."""

@@ -361,11 +361,7 @@ class Master:
             self.listeners.close_all()
             return 1
         try:
-            _startup_notices(cycle.log)
-            cycle.log.redirect_stderr()
-            cycle.log.echo_stderr = False
-            if daemon is not None:
-                daemon.child_done(True)
+            _go_live(cycle, daemon)
             self._log(logmod.NOTICE, "start worker processes")
             _preload()
             self._spawn_all(cycle, socks)
@@ -601,6 +597,16 @@ class _SlotStats:
         pass
 
 
+def _go_live(cycle: Cycle, daemon: "_DaemonPipe | None") -> None:
+    """Start-up succeeded: log nginx's notices, send stderr to the error log,
+    and let a daemonizing parent exit with success."""
+    _startup_notices(cycle.log)
+    cycle.log.redirect_stderr()
+    cycle.log.echo_stderr = False
+    if daemon is not None:
+        daemon.child_done(True)
+
+
 def _action(sig: int) -> str:
     return {signal.SIGHUP: "reconfiguring", signal.SIGQUIT: "shutting down",
             signal.SIGTERM: "exiting", signal.SIGINT: "exiting",
@@ -623,11 +629,7 @@ def run_single(cycle: Cycle) -> int:
     stats = LocalStats()
     cycle.status_counters = stats
     try:
-        _startup_notices(cycle.log)
-        cycle.log.redirect_stderr()
-        cycle.log.echo_stderr = False
-        if daemon is not None:
-            daemon.child_done(True)
+        _go_live(cycle, daemon)
         w = Worker(cycle, socks, stats, 0, None)
         w.run()
     finally:

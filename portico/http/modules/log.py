@@ -297,33 +297,20 @@ class LogModule(Module):
         default_path = http.cycle.full_path("logs/access.log")
         files = mc.files
         default_used = False
-        for srv in http.servers:
-            for loc in _all_locations(srv):
-                lc = loc.confs_raw["log"]
-                if lc.logs is _DEFAULT_MARK:
-                    default_used = True
+        for loc in http.all_locations():
+            if loc.confs_raw["log"].logs is _DEFAULT_MARK:
+                default_used = True
         if default_used and default_path not in files:
             files[default_path] = LogFile(default_path)
         if default_used:
             fmt = mc.formats["combined"] if mc.formats else None
-            for srv in http.servers:
-                for loc in _all_locations(srv):
-                    lc = loc.confs_raw["log"]
-                    if lc.logs is _DEFAULT_MARK:
-                        lc.logs = [(files[default_path], fmt, None)]
+            for loc in http.all_locations():
+                lc = loc.confs_raw["log"]
+                if lc.logs is _DEFAULT_MARK:
+                    lc.logs = [(files[default_path], fmt, None)]
         http.cycle.log_files = list(files.values())
         http.log_handlers.append(log_handler)
 
 
 _DEFAULT_MARK: Any = "__default_access_log__"
 LogLocConf._fields["logs"] = _DEFAULT_MARK
-
-
-def _all_locations(srv: Any) -> list[Any]:
-    out = []
-    stack = [srv.root] + list(srv.named.values())
-    while stack:
-        loc = stack.pop()
-        out.append(loc)
-        stack.extend(loc.children)
-    return out

@@ -280,6 +280,9 @@ class H1Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
+        self._writable_again()
+
+    def _writable_again(self) -> None:
         if self.timeout_kind == "send":
             self.deadline = 0.0
             self.timeout_kind = ""
@@ -839,10 +842,7 @@ class H1Connection(asyncio.Protocol):
     def _on_writable(self) -> None:
         self.worker.loop.remove_writer(self._dupfd)
         self._sending = False
-        if self.timeout_kind == "send":
-            self.deadline = 0.0
-            self.timeout_kind = ""
-        self._pump()
+        self._writable_again()
 
     def _drop_dup(self) -> None:
         if self._dupfd >= 0:
