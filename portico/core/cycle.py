@@ -58,8 +58,6 @@ class ConfCtx:
     def full_path(self, path: str) -> str:
         return self.cycle.full_path(path)
 
-    def conf_full_path(self, path: str) -> str:
-        return path if os.path.isabs(path) else os.path.join(self.cycle.conf_prefix, path)
 
 
 class Cycle:
@@ -122,8 +120,3 @@ class Cycle:
             if lf.fd >= 0:
                 os.close(lf.fd)
                 lf.fd = -1
-
-
-def test_config(cycle: Cycle) -> None:
-    """Load and raise ConfError on any problem (used by -t and reload)."""
-    cycle.load()

@@ -11,8 +11,7 @@ Invariants:
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from ..conf.parser import Node
@@ -271,13 +270,3 @@ def dir(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | 
         setter: Callable[[Any, Node, Any], None], level: str = "loc", block: bool = False,
         status: str = "done") -> Directive:
     return Directive(name, frozenset(contexts), nargs, setter, level, block, None, status)
-
-
-def clone(obj: Any) -> Any:
-    return copy.deepcopy(obj)
-
-
-@dataclass
-class Fields:
-    """Free-form bag used by block directives to pass state to children."""
-    data: dict[str, Any] = field(default_factory=dict)

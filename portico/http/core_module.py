@@ -17,8 +17,8 @@ from ..conf.errors import ConfError
 from ..conf.parser import Node
 from ..core import log as logmod
 from ..core.module import (HTTP, LOCATION, MAIN, MORE1, MORE2, NOARGS, SERVER, TAKE1, TAKE12,
-                           TYPES, Conf, Factory, Module, UNSET, dir, ignore, set_bufs, set_flag,
-                           set_msec, set_num, set_off_size, set_size, set_str, set_enum, set_sec)
+                           Conf, Factory, Module, UNSET, dir, ignore, set_bufs, set_flag,
+                           set_msec, set_num, set_off_size, set_size, set_str, set_enum)
 from .listen import ListenOpt, ListenSpec, parse_listen
 from .location import Location
 from .server import Server, ServerTable
@@ -122,7 +122,6 @@ class HttpMain:
         self.variables = Variables()
         self.servers: list[Server] = []
         self.listen_specs: list[ListenSpec] = []
-        self.phase_handlers: list[Any] = []
         self.phases: dict[str, list[Any]] = {}
         self.header_filters: list[Any] = []  # functions (r, next) in chain order
         self.body_filters: list[Any] = []  # functions (r, bufs, last, next)
@@ -131,8 +130,6 @@ class HttpMain:
         self.modules: list[Module] = []
         self.engine: Any = None  # phases.Engine
         self.default_root = cycle.full_path("html")
-        self.header_chain: Any = None
-        self.body_chain: Any = None
 
     def all_locations(self) -> list[Location]:
         """Every location of every server (server roots and named ones too)."""

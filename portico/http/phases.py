@@ -46,8 +46,6 @@ class Engine:
         if static is not None:
             self.content_handlers.append(static)
         self._build()
-        http.header_chain = self._compose_header(http)
-        http.body_chain = self._compose_body(http)
 
     # --- construction ----------------------------------------------------------------
     def _build(self) -> None:

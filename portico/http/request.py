@@ -21,7 +21,6 @@ import base64
 import os
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from ..core import log as logmod
 from .response import NO_KEEPALIVE, HeadersOut, error_page_body, wants_msie_padding
@@ -376,7 +375,3 @@ class Request:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"{scheme}://{host}{port}{path}"
-
-
-def unescape_path(s: str) -> str:
-    return unquote(s, errors="surrogateescape")

@@ -199,21 +199,6 @@ class HeadersOut:
         self.content_encoding = None
 
 
-_date_cache: list[Any] = [0, b""]
-
-
-def date_header() -> bytes:
-    """The ``Date`` value, formatted once per second."""
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[0] = now
-        _date_cache[1] = formatdate(now, usegmt=True).encode()
-    return _date_cache[1]
-
-
-_http_dates: dict[int, str] = {}
-
-
 _date_str: list[Any] = [0, ""]
 
 

@@ -82,7 +82,6 @@ def _malloc_trim() -> None:
 ACTIVE, ACCEPTS, HANDLED, REQUESTS, READING, WRITING, WAITING = range(7)
 STAT_FIELDS = ("active", "accepts", "handled", "requests", "reading", "writing", "waiting")
 GAUGES = ("active", "reading", "writing", "waiting")
-_STATE_FIELD = {1: READING, 2: WRITING, 3: WAITING}
 _S_WAITING = 3  # a connection's ``state`` while idle between keep-alive requests
 
 #: signals the master handles, blocked in it and (until the loop is ready) in a new worker
@@ -312,15 +311,6 @@ class Worker:
             except OSError:
                 pass
 
-    def conn_state(self, old: int, new: int) -> None:
-        st = self.stats
-        if old:
-            st.add(_STATE_FIELD[old], -1)
-        if new:
-            st.add(_STATE_FIELD[new], 1)
-
-    def count_request(self) -> None:
-        self.stats.add(REQUESTS, 1)
 
     # --- running --------------------------------------------------------------------
     def run(self) -> None:

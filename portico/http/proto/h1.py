@@ -57,8 +57,8 @@ class H1Connection(asyncio.Protocol):
     __slots__ = ("worker", "spec", "http", "transport", "parser", "id", "client_addr", "client_port",
                  "server_addr", "server_port", "family", "ssl", "start_time", "requests", "queue",
                  "current", "outq", "paused", "closing", "deadline", "timeout_kind", "state",
-                 "table", "srvconf", "_url", "_headers", "_hin", "_req", "_dupfd",
-                 "_sending", "_sock_fd", "_lingering", "_last_done", "_te", "_wbuf", "_host_raw",
+                 "table", "srvconf", "_url", "_req", "_dupfd",
+                 "_sending", "_sock_fd", "_lingering", "_wbuf", "_host_raw",
                  "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked")
 
@@ -81,14 +81,11 @@ class H1Connection(asyncio.Protocol):
         self.state = 0
         self.requests = 0
         self._url: list[bytes] = []
-        self._headers: list[tuple[str, str]] = []
-        self._hin: dict[str, str] = {}
         self._req: Request | None = None
         self._dupfd = -1
         self._sending = False
         self._sock_fd = -1
         self._lingering = False
-        self._te: str | None = None
         self._wbuf: list[Any] = []
         self._raw: list[tuple[bytes, bytes]] = []
         self._in_headers = False
@@ -356,9 +353,7 @@ class H1Connection(asyncio.Protocol):
         if len(raw) > sc.large_client_header_buffers[1]:
             raise _TooLarge(414, "client sent too long URI")
         headers, hin, hdr_bytes = self._headers_in(len(raw))
-        self._headers, self._hin = headers, hin
         te = hin.get("transfer-encoding")
-        self._te = te
         try:
             target = parse_target(raw, sc.merge_slashes)
         except BadRequest as e:
@@ -469,7 +464,6 @@ class H1Connection(asyncio.Protocol):
         if not self._in_headers:
             self.parser = None
             self._raw = self._url = _NOTHING  # type: ignore[assignment]
-            self._headers = self._hin = None  # type: ignore[assignment]
             self._req = None
 
     def _log(self, r: Request) -> None:
