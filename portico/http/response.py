@@ -211,6 +211,9 @@ def date_str() -> str:
     return _date_str[1]
 
 
+_http_dates: dict[int, str] = {}
+
+
 def http_date(t: float) -> str:
     """RFC 1123 date; memoised because file mtimes repeat across requests."""
     k = int(t)

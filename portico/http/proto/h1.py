@@ -222,6 +222,8 @@ class H1Connection(asyncio.Protocol):
             cause = e.__context__ or e.__cause__
             if isinstance(cause, _TooLarge):
                 self._early_error(cause.status, cause.reason)
+            elif self.current is not None and cause is not None:
+                self.internal_error(self.current, cause)  # e.g. a body reader's callback
             else:
                 self._early_error(500, f"internal error in request parser: {cause!r}")
             return
@@ -422,7 +424,30 @@ class H1Connection(asyncio.Protocol):
         self.deadline = 0.0
         self.timeout_kind = ""
         self.worker.cells[3] += 1  # requests
-        r.http.engine.start(r)
+        try:
+            r.http.engine.start(r)
+        except Exception as e:
+            self.internal_error(r, e)
+
+    def internal_error(self, r: Request, e: BaseException) -> None:
+        """A bug in a handler: log it (one line, with where), answer 500 if
+        nothing was sent yet, else close.  Never a hung request."""
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+        r.log_error(logmod.ALERT, f"internal error: {e!r}{where}")
+        if r.done:
+            return
+        if r.header_sent:
+            r.keepalive = False
+            r.terminate()
+            return
+        try:
+            r.keepalive = False
+            r.special_response(500)
+        except Exception:
+            r.terminate()
 
     def _finish(self, r: Request) -> None:
         """Response fully handed to the transport: log, then keep-alive or close."""
