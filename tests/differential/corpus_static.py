@@ -210,9 +210,6 @@ _BUG_HTTP09 = ("portico/http/proto/h1.py: 'GET /path\\r\\n' without a version is
                "client_header_timeout")
 _BUG_BARE_LF = ("portico/http/proto/h1.py: httptools (strict llhttp) rejects a request whose lines end "
                 "in a bare LF (400); nginx accepts LF line ends in the request line and headers")
-_BUG_METHOD = ("portico/http/proto/h1.py: httptools (llhttp) rejects methods it does not know with "
-               "'Invalid method' -> 400; nginx accepts any [A-Z_-] token and the static module "
-               "answers 405")
 
 CASES: list[Case] = [
     # --- file types and sizes -------------------------------------------------------
@@ -258,7 +255,10 @@ CASES: list[Case] = [
     _get("put-405", "/small.txt", "Content-Length: 0", method="PUT"),
     _get("delete-405", "/small.txt", method="DELETE"),
     _get("options-405", "/small.txt", method="OPTIONS"),
-    _get("unknown-method", "/small.txt", method="FOO", xfail=_BUG_METHOD),
+    _get("unknown-method", "/small.txt", method="FOO"),
+    _get("unknown-method-underscore", "/small.txt", method="X_Y-Z"),
+    _get("connect-method", "/small.txt", method="CONNECT"),
+    _get("unknown-method-index", "/", method="FOO"),
     # --- ranges ---------------------------------------------------------------------
     _get("range-single", "/small.txt", "Range: bytes=0-9"),
     _get("range-middle", "/small.txt", "Range: bytes=10-19"),

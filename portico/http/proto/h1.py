@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
     from ...core.process.worker import Worker
 
 _MAX_QUEUED = 8
+_METHOD_RE = re.compile(rb"[A-Z_-]+")
+_LLHTTP_METHODS = frozenset(m.encode() for m in (
+    "GET HEAD POST PUT DELETE OPTIONS TRACE PATCH COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
+    "UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
+    "UNSUBSCRIBE PURGE MKCALENDAR LINK UNLINK SOURCE QUERY "
+    "CONNECT").split())
 #: above this many live connections in a worker, idle ones park immediately
 PARK_NOW_ABOVE = 1000
 _SMALL_FILE = 32768  # below this a file is read and written with the headers
@@ -60,10 +67,11 @@ class H1Connection(asyncio.Protocol):
                  "table", "srvconf", "_url", "_req", "_dupfd",
                  "_sending", "_sock_fd", "_lingering", "_wbuf", "_host_raw",
                  "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
-                 "_resume", "_parked")
+                 "_resume", "_parked", "_method")
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
         self._resume = resume  # a worker.Parked when this is a parked connection coming back
+        self._method: str | None = None  # the real method when llhttp saw GET instead
         self._parked = False
         self.idle_since = 0.0
         self.worker = worker
@@ -129,7 +137,7 @@ class H1Connection(asyncio.Protocol):
             # uvloop turns TCP_NODELAY on for every TCP connection
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         transport.set_write_buffer_limits(0, 0)
-        self.parser = self._new_parser()
+        self.parser = None  # made on first data (see data_received)
         w.conn_opened(self)
         self._set_state(S_READING)
         self.deadline = self.worker.now + self.srvconf.client_header_timeout
@@ -212,6 +220,13 @@ class H1Connection(asyncio.Protocol):
         parser = self.parser
         if parser is None:
             parser = self.parser = self._new_parser()
+            # A fresh parser starts at a message boundary: a method llhttp
+            # does not know (nginx takes any [A-Z_-]+) is parsed as GET and
+            # restored in on_headers_complete.
+            sp = data.find(b" ", 0, 33)
+            if sp > 0 and data[:sp] not in _LLHTTP_METHODS and _METHOD_RE.fullmatch(data[:sp]):
+                self._method = data[:sp].decode()
+                data = b"GET" + data[sp:]
         self._feeding = True
         try:
             parser.feed_data(data)
@@ -342,6 +357,10 @@ class H1Connection(asyncio.Protocol):
         self._in_headers = False
         p = self.parser
         method = p.get_method().decode("latin-1")
+        if self._method is not None:
+            method, self._method = self._method, None
+        elif method == "CONNECT":
+            raise _TooLarge(405, "client sent CONNECT method")  # nginx: 405, then close
         ver = p.get_http_version()
         version = "HTTP/" + ver
         if ver[0] != "1" and ver != "0.9":
