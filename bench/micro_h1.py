@@ -1,0 +1,127 @@
+"""Per-request CPU cost of Portico's HTTP/1 path, without the network.
+
+Feeds raw keep-alive requests for a 100-byte static file straight into an
+``H1Connection`` whose transport discards output, and prints microseconds
+per request (CPU time, best of 5).  This isolates Python work (parse, server
+and location lookup, phases, static handler, filters, log line) from the
+kernel and from wrk; compare with nginx's whole-request cost from
+``bench/static.py``.  ``--profile`` adds a cProfile listing.
+
+Invariants: no sockets are opened; everything lives in a temp prefix that
+is removed at exit.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from portico.core.cycle import Cycle  # noqa: E402
+from portico.core.process.worker import Worker  # noqa: E402
+from portico.http.proto.h1 import H1Connection  # noqa: E402
+
+CONF = """worker_processes 1; daemon off; pid logs/nginx.pid; error_log logs/error.log;
+events { worker_connections 4096; }
+http { include mime.types; access_log logs/access.log; sendfile on;
+  server { listen 127.0.0.1:18080; location / { root html; } } }
+"""
+REQ = b"GET /100.txt HTTP/1.1\r\nHost: localhost:18080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+
+
+class _Sock:
+    family = socket.AF_INET
+
+    def fileno(self) -> int:
+        return -1
+
+    def setsockopt(self, *a: Any) -> None:
+        pass
+
+
+class _Transport:
+    """Accepts writes and drops them: only Python work is measured."""
+
+    def get_extra_info(self, key: str) -> Any:
+        return {"socket": _Sock(), "peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 18080)}[key]
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=20000, help="requests per round")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    prefix = tempfile.mkdtemp(prefix="micro-h1-")
+    try:
+        for d in ("conf", "html", "logs"):
+            os.makedirs(os.path.join(prefix, d))
+        shutil.copy(os.path.join(REPO, "conf", "mime.types"), os.path.join(prefix, "conf"))
+        with open(os.path.join(prefix, "conf", "nginx.conf"), "w") as f:
+            f.write(CONF)
+        with open(os.path.join(prefix, "html", "100.txt"), "wb") as f:
+            f.write(b"x" * 100)
+        cycle = Cycle(os.path.join(prefix, "conf", "nginx.conf"), prefix)
+        cycle.load()
+        cycle.open_logs()
+        worker = Worker(cycle, {}, None)
+        spec = cycle.listens[0]
+
+        def run(n: int) -> None:
+            for _ in range(max(1, n // 500)):  # stay under keepalive_requests
+                conn = H1Connection(worker, spec)
+                conn.connection_made(_Transport())
+                for _ in range(500):
+                    conn.data_received(REQ)
+
+        run(1000)
+        best = min(_timed(run, args.n) for _ in range(5))
+        print(f"{best:.1f} us/request (CPU time, best of 5 x {args.n})")
+        if args.profile:
+            import cProfile
+            import pstats
+            pr = cProfile.Profile()
+            pr.enable()
+            run(args.n)
+            pr.disable()
+            pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
+    return 0
+
+
+def _timed(run: Any, n: int) -> float:
+    t = time.process_time()
+    run(n)
+    return (time.process_time() - t) / n * 1e6
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
