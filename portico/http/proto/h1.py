@@ -5,12 +5,11 @@ Invariants:
   may run ahead (pipelining): later requests wait in ``self.queue`` with
   their headers and bodies buffered; reading pauses while more than
   ``_MAX_QUEUED`` wait.
-- Output goes through one ordered queue (``self.outq``) of bytes and file
-  regions.  Bytes are handed to the transport; file regions go by
-  ``os.sendfile`` on the socket when the transport's own buffer is empty
-  (write-buffer limits 0/0 make pause/resume_writing an exact "drained"
-  signal), waiting for writability on a dup of the fd because uvloop refuses
-  add_writer on a transport's own fd.
+- Output is the H1Writer mixin's (h1_write.py): one ordered queue, write
+  coalescing, sendfile.
+- An idle keep-alive connection keeps no parser and no last request
+  (``_shed``), and is parked by the worker (its transport released, the fd
+  kept) after a short idle time; ``_resumed`` brings it back unchanged.
 - Timeouts are deadlines checked by the worker's sweep (``on_tick``), so
   the hot path only stores a float.
 - A connection never raises out of a callback: every error becomes a status
@@ -28,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from ...core import log as logmod
-from ..request import FileBuf, Request
-from ..response import STATUS_LINE_OVERRIDE, date_str, http_date, product, status_line
+from ..request import Request
 from ..uri import BadRequest, normalise_host, parse_target
 from .body import RequestBody
+from .h1_write import H1Writer
 
 if TYPE_CHECKING:
     from ...core.process.worker import Worker
@@ -45,22 +44,22 @@ _LLHTTP_METHODS = frozenset(m.encode() for m in (
     "CONNECT").split())
 #: above this many live connections in a worker, idle ones park immediately
 PARK_NOW_ABOVE = 1000
-_SMALL_FILE = 32768  # below this a file is read and written with the headers
 
 # connection states, for stub_status
 S_READING, S_WRITING, S_WAITING = 1, 2, 3
 
 
 class _TooLarge(Exception):
-    """Raised inside parser callbacks; httptools wraps it, so the connection
-    also keeps it in ``_err`` to recover the status after feed_data fails."""
+    """A request nginx refuses (status + error-log reason).  Raised inside
+    parser callbacks, where httptools wraps it in HttpParserCallbackError;
+    data_received unwraps it from the exception's context."""
 
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
         self.reason = reason
 
 
-class H1Connection(asyncio.Protocol):
+class H1Connection(H1Writer, asyncio.Protocol):
     __slots__ = ("worker", "spec", "http", "transport", "parser", "id", "client_addr", "client_port",
                  "server_addr", "server_port", "family", "ssl", "start_time", "requests", "queue",
                  "current", "outq", "paused", "closing", "deadline", "timeout_kind", "state",
@@ -677,224 +676,6 @@ class H1Connection(asyncio.Protocol):
         self.deadline = 0.0
         r.special_response(status)
 
-    # --- output ------------------------------------------------------------------------------
-    def send_head(self, r: Request) -> None:
-        h = r.hout
-        status = h.status
-        core = r.loc.core
-        no_body = status < 200 or status == 204 or status == 304
-        if r.header_only or no_body:
-            r.chunked = False
-        elif h.content_length is None:
-            if r.version == "HTTP/1.1" and core.chunked_transfer_encoding:
-                r.chunked = True
-            else:
-                r.keepalive = False
-        if r.keepalive and (self.requests >= core.keepalive_requests or core.keepalive_timeout <= 0
-                            or self.worker.shutting_down
-                            or self.worker.now - self.start_mono > core.keepalive_time):
-            r.keepalive = False
-        # One str, encoded once: the order is nginx's (header filter, then
-        # the ETag the static handler set, the header list, filter additions).
-        out = [_status_line(status), _server_line(core.server_tokens), "Date: ", date_str(), "\r\n"]
-        if h.content_type and status != 304:
-            if h.charset:
-                out.append(f"Content-Type: {h.content_type}; charset={h.charset}\r\n")
-            else:
-                out.append(f"Content-Type: {h.content_type}\r\n")
-        if h.content_length is not None and not no_body:
-            out.append(f"Content-Length: {h.content_length}\r\n")
-        if h.last_modified is not None and (status == 200 or status == 206 or status == 304):
-            out.append(f"Last-Modified: {http_date(h.last_modified)}\r\n")
-        if h.location is not None:
-            loc = h.location
-            if loc.startswith("/") and core.absolute_redirect:
-                loc = r.redirect_url(loc)
-            out.append(f"Location: {loc}\r\n")
-        if r.chunked:
-            out.append("Transfer-Encoding: chunked\r\n")
-        if status == 101:
-            pass
-        elif r.keepalive:
-            out.append("Connection: keep-alive\r\n")
-            if core.keepalive_header:
-                out.append(f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n")
-        else:
-            out.append("Connection: close\r\n")
-        if h.etag is not None:
-            out.append(f"ETag: {h.etag}\r\n")
-        for k, v in h.headers:
-            out.append(f"{k}: {v}\r\n")
-        if h.content_encoding:
-            out.append(f"Content-Encoding: {h.content_encoding}\r\n")
-        if h.accept_ranges:
-            out.append("Accept-Ranges: bytes\r\n")
-        out.append("\r\n")
-        data = "".join(out).encode("utf-8", "surrogateescape")
-        r.bytes_sent += len(data)
-        if no_body:
-            r.header_only = True
-        self._write(data)
-
-    def send_body(self, r: Request, bufs: list[Any], last: bool) -> None:
-        if r.done:
-            return
-        if not r.header_only:
-            chunked = r.chunked
-            for b in bufs:
-                if isinstance(b, FileBuf):
-                    if b.size <= 0:
-                        continue
-                    r.body_bytes_sent += b.size
-                    r.bytes_sent += b.size
-                    if chunked:
-                        self._write(f"{b.size:x}\r\n".encode())
-                        self.outq.append(b)
-                        self._write(b"\r\n")
-                    else:
-                        self.outq.append(b)
-                else:
-                    n = len(b)
-                    if not n:
-                        continue
-                    r.body_bytes_sent += n
-                    r.bytes_sent += n
-                    if chunked:
-                        self._write(b"%x\r\n" % n + bytes(b) + b"\r\n")
-                    else:
-                        self._write(b)
-            if last and chunked:
-                self._write(b"0\r\n\r\n")
-        if last:
-            self.outq.append(_DONE(r))
-        self._pump()
-
-    def _write(self, data: Any) -> None:
-        # Coalesce: bytes wait in _wbuf until _flush (end of the request's
-        # synchronous work, before a sendfile, before closing), so a small
-        # response is a single send().
-        if self.outq or self._sending:
-            self.outq.append(data)
-        else:
-            self._wbuf.append(data)
-
-    def _flush(self) -> None:
-        wbuf = self._wbuf
-        if len(wbuf) == 1:
-            self.transport.write(wbuf[0])
-        else:
-            self.transport.write(b"".join(wbuf))
-        self._wbuf = []
-
-    def _pump(self) -> None:
-        """Drain outq in order; returns when waiting for the socket."""
-        q = self.outq
-        while q and not self._sending and not self.closing:
-            item = q[0]
-            if isinstance(item, _DONE):
-                q.pop(0)
-                self._finish(item.r)
-                continue
-            if isinstance(item, FileBuf):
-                if not self._send_file(item):
-                    break
-                q.pop(0)
-                continue
-            q.pop(0)
-            self._wbuf.append(item)
-        if self._wbuf and not self.closing:
-            self._flush()
-
-    def _send_file(self, fb: FileBuf) -> bool:
-        """Send what the socket takes; True when the region is done."""
-        core = self.current.loc.core if self.current is not None else None
-        use_sendfile = core is not None and core.sendfile and not self.ssl
-        if fb.size <= _SMALL_FILE or not use_sendfile:
-            # small files: one pread joined to the headers in one send
-            while fb.size > 0:
-                if self.paused:
-                    return False
-                n = fb.size if fb.size <= _SMALL_FILE else 65536
-                data = os.pread(fb.fd, n, fb.offset)
-                if not data:
-                    self._file_error(fb)
-                    return True
-                fb.offset += len(data)
-                fb.size -= len(data)
-                self._wbuf.append(data)
-                if fb.size > 0:
-                    self._flush()
-            return True
-        cork = core.tcp_nopush and self.family != socket.AF_UNIX
-        if cork and not self._sending:
-            # tcp_nopush: headers and the file's first bytes leave in full
-            # packets (nginx uses TCP_CORK on Linux)
-            self._set_cork(1)
-        if self._wbuf:
-            self._flush()
-        if self.paused:
-            return False  # transport still holds data; resume_writing calls us
-        chunk = core.sendfile_max_chunk or fb.size
-        while fb.size > 0:
-            try:
-                sent = os.sendfile(self._sock_fd, fb.fd, fb.offset, min(fb.size, chunk))
-            except BlockingIOError:
-                self._wait_writable()
-                return False
-            except OSError:
-                self.abort()
-                return False
-            if sent == 0:
-                self._file_error(fb)
-                return True
-            fb.offset += sent
-            fb.size -= sent
-        if cork:
-            self._set_cork(0)
-        return True
-
-    def _set_cork(self, on: int) -> None:
-        try:
-            self.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
-        except OSError:
-            pass
-
-    def _file_error(self, fb: FileBuf) -> None:
-        # the file shrank under us: nginx logs and closes the connection
-        if self.current is not None:
-            self.current.log_error(logmod.ALERT, "file was truncated while sending")
-            self.current.keepalive = False
-        fb.size = 0
-        self.abort()
-
-    def _wait_writable(self) -> None:
-        loop = self.worker.loop
-        if self._dupfd < 0:
-            self._dupfd = os.dup(self._sock_fd)
-        self._sending = True
-        if self.current is not None and self.timeout_kind != "send":
-            self.deadline = self.worker.now + self.current.loc.core.send_timeout
-            self.timeout_kind = "send"
-        loop.add_writer(self._dupfd, self._on_writable)
-
-    def _on_writable(self) -> None:
-        self.worker.loop.remove_writer(self._dupfd)
-        self._sending = False
-        self._writable_again()
-
-    def _drop_dup(self) -> None:
-        if self._dupfd >= 0:
-            try:
-                self.worker.loop.remove_writer(self._dupfd)
-            except Exception:
-                pass
-            os.close(self._dupfd)
-            self._dupfd = -1
-            self._sending = False
-
-    def _cleanup_out(self) -> None:
-        self.outq.clear()
-
     def expect_continue(self, r: Request) -> None:
         if r.version == "HTTP/1.1" and r.hin.get("expect", "").lower() == "100-continue" and not r.header_sent:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -909,26 +690,3 @@ class H1Connection(asyncio.Protocol):
 
 
 _NOTHING: tuple[Any, ...] = ()
-_STATUS_LINES: dict[int, str] = {}
-_SERVER_LINES: dict[str, str] = {}
-
-
-def _status_line(status: int) -> str:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        line = _STATUS_LINES[status] = status_line(STATUS_LINE_OVERRIDE.get(status, status)).decode("latin-1")
-    return line
-
-
-def _server_line(tokens: str) -> str:
-    line = _SERVER_LINES.get(tokens)
-    if line is None:
-        line = _SERVER_LINES[tokens] = f"Server: {product(tokens)}\r\n"
-    return line
-
-
-class _DONE:
-    __slots__ = ("r",)
-
-    def __init__(self, r: Request) -> None:
-        self.r = r
