@@ -206,8 +206,6 @@ def _merge_location(loc: Location, parent_confs: dict[str, Conf]) -> None:
     for name, c in loc.confs_raw.items():
         parent = parent_confs.get(name)
         c.merge(parent)
-        if name == "core" and loc.modifier != "" and parent is not None and loc.parent is not None:
-            pass
     for child in loc.children:
         _merge_location(child, loc.confs_raw)
     for child in getattr(loc, "named_children", []):

@@ -338,10 +338,16 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 raise _TooLarge(400, "client sent invalid header line")
             # One decoding for every byte string from the wire (utf-8 with
             # surrogateescape): any byte round-trips to logs, files, headers.
-            k = name.decode("utf-8", "surrogateescape")
+            # Header names repeat across requests: decode each spelling once.
+            kl = _NAMES.get(name)
+            if kl is None:
+                k = name.decode("utf-8", "surrogateescape")
+                kl = (k, k.lower())
+                if len(_NAMES) < 1024:
+                    _NAMES[name] = kl
+            k, low = kl
             v = value.decode("utf-8", "surrogateescape")
             headers.append((k, v))
-            low = k.lower()
             if low not in hin:
                 hin[low] = v
             elif low == "host":
@@ -513,8 +519,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
         for fn in r.cleanup:
             try:
                 fn()
-            except Exception:
-                pass
+            except Exception as e:  # a cleanup must not stop the others or the log
+                r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
         r.cleanup = []
         if r.log_status:
             r.status = r.log_status
@@ -690,3 +696,4 @@ class H1Connection(H1Writer, asyncio.Protocol):
 
 
 _NOTHING: tuple[Any, ...] = ()
+_NAMES: dict[bytes, tuple[str, str]] = {}  # raw header name -> (name, lower-case name)

@@ -86,7 +86,7 @@ class H1Writer:
         if r.chunked:
             out.append("Transfer-Encoding: chunked\r\n")
         if status == 101:
-            pass
+            pass  # a protocol switch carries its own Connection: upgrade
         elif r.keepalive:
             out.append("Connection: keep-alive\r\n")
             if core.keepalive_header:
