@@ -175,7 +175,7 @@ class Worker:
     def conn_opened(self, conn: Any) -> None:
         st = self.stats
         st.add(ACCEPTS, 1)
-        if len(self.conns) >= self.max_conns:
+        if len(self.conns) + len(self.parked) >= self.max_conns:  # parked ones count too
             self.cycle.log.log(logmod.ALERT, f"{self.max_conns} worker_connections are not enough")
             conn.closing = True
             conn.transport.abort()

@@ -171,6 +171,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def park(self) -> None:
         """Give this idle keep-alive connection's transport back (see Worker.park)."""
         if (self.state != S_WAITING or self._in_headers or self.outq or self._wbuf or self.closing
+                or self.worker.shutting_down
                 or self._lingering or self._dupfd >= 0 or self.ssl or self.queue or self.current):
             self.idle_since = 0.0
             return
