@@ -48,7 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from harness import Server, free_port, have_nginx  # noqa: E402
+from harness import children, Server, free_port, have_nginx  # noqa: E402
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 KINDS = ("nginx", "portico")
@@ -232,22 +232,6 @@ def http_get(port: int, path: str) -> tuple[int, int]:
 
 
 # --- processes and memory --------------------------------------------------------------------
-
-def children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rfind(")") + 2:].split()
-        if int(fields[1]) == pid:
-            out.append(int(d))
-    return sorted(out)
-
 
 def tree(srv: Server) -> list[int]:
     m = srv.master_pid

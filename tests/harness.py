@@ -34,6 +34,23 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, step: float = 0.
     return bool(cond())
 
 
+def children(pid: int) -> list[int]:
+    """Live (not zombie) child processes of ``pid``, from /proc, sorted."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,7 +22,7 @@ from typing import Callable
 
 import pytest
 
-from harness import wait_for, NGINX, REPO, Server, base_conf, free_port, have_nginx, raw_request, parse_response
+from harness import wait_for, children, NGINX, REPO, Server, base_conf, free_port, have_nginx, raw_request, parse_response
 
 PORTICO = [sys.executable, "-m", "portico"]
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -45,22 +45,6 @@ def nginx_message(line: str) -> str:
     prints it: ``nginx: [level] message``."""
     m = re.match(rf"{TS} \[(\w+)\] \d+#\d+: (.*)", line)
     return f"nginx: [{m.group(1)}] {m.group(2)}" if m else line
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(d))
-    return sorted(out)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Callable
 
 import pytest
 
-from harness import wait_for, REPO, Server, base_conf, free_port, have_nginx, parse_response, raw_request
+from harness import wait_for, children, REPO, Server, base_conf, free_port, have_nginx, parse_response, raw_request
 
 TS = r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}"
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -47,16 +47,6 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
 def alive(pid: int) -> bool:
     st = proc_stat(pid)
     return st is not None and st[0] != "Z"
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st is not None and st[1] == pid and st[0] != "Z":
-                out.append(int(d))
-    return sorted(out)
 
 
 def get(port: int, path: str, host: str = "localhost") -> tuple[int, dict[str, str], bytes]:

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from typing import Callable
 
-from harness import Server, base_conf, free_port
+from harness import children, wait_for, Server, base_conf, free_port
 
 CLIENTS = 6
 RELOADS = 20
@@ -172,30 +172,6 @@ def fetch(port: int, path: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         return read_response(s)[2]
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    stt = f.read()
-            except OSError:
-                continue
-            fields = stt[stt.rindex(")") + 2:].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.append(int(d))
-    return out
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return bool(cond())
 
 
 def test_reload_under_load_loses_nothing(server: Callable[..., Server]) -> None:

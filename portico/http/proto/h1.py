@@ -127,6 +127,15 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 self.server_addr, self.server_port = local[0], local[1]
             else:
                 self.server_addr, self.server_port = self.spec.opt.host, self.spec.opt.port
+        self._bind_table(transport)
+        self.parser = None  # made on first data (see data_received)
+        w.conn_opened(self)
+        self._set_state(S_READING)
+        self.deadline = self.worker.now + self.srvconf.client_header_timeout
+        self.timeout_kind = "header"
+
+    def _bind_table(self, transport: Any) -> None:
+        """The server table of our local address, and socket options."""
         tables = self.spec.tables
         self.table = tables.get(self.server_addr) if len(tables) > 1 else None
         if self.table is None:
@@ -134,13 +143,9 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self.srvconf = self.table.default.core  # type: ignore[union-attr]
         if not self.table.default.root.conf.core.tcp_nodelay and self.family != socket.AF_UNIX:
             # uvloop turns TCP_NODELAY on for every TCP connection
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        # 0/0: pause/resume_writing then say exactly "buffer drained"
         transport.set_write_buffer_limits(0, 0)
-        self.parser = None  # made on first data (see data_received)
-        w.conn_opened(self)
-        self._set_state(S_READING)
-        self.deadline = self.worker.now + self.srvconf.client_header_timeout
-        self.timeout_kind = "header"
 
     def _resumed(self, transport: Any, p: Any) -> None:
         """A parked connection is back (data or EOF is waiting): restore it.
@@ -150,14 +155,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self.start_time, self.start_mono = p.start_time, p.start_mono
         self.client_addr, self.client_port = p.client_addr, p.client_port
         self.server_addr, self.server_port = p.server_addr, p.server_port
-        tables = self.spec.tables
-        self.table = tables.get(self.server_addr) if len(tables) > 1 else None
-        if self.table is None:
-            self.table = tables[""]
-        self.srvconf = self.table.default.core  # type: ignore[union-attr]
-        if not self.table.default.root.conf.core.tcp_nodelay and self.family != socket.AF_UNIX:
-            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-        transport.set_write_buffer_limits(0, 0)
+        self._bind_table(transport)
         self.parser = None
         self._raw = self._url = _NOTHING  # type: ignore[assignment]
         self.state = S_WAITING  # as counted while parked
