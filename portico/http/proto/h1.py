@@ -225,6 +225,11 @@ class H1Connection(H1Writer, asyncio.Protocol):
             if sp > 0 and data[:sp] not in _LLHTTP_METHODS and _METHOD_RE.fullmatch(data[:sp]):
                 self._method = data[:sp].decode()
                 data = b"GET" + data[sp:]
+            if data.startswith(b"GET ") and self.requests == 0:
+                eol = data.find(b"\n")
+                if eol > 0 and b" " not in data[4:eol].rstrip(b"\r"):
+                    self._http09(data[4:eol].rstrip(b"\r"))
+                    return
         self._feeding = True
         try:
             parser.feed_data(data)
@@ -356,6 +361,28 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if total > num * size:
             raise _TooLarge(494, "client sent too long header line")
         return headers, hin, total
+
+    def _http09(self, raw: bytes) -> None:
+        """``GET /uri`` with no version: HTTP/0.9 as nginx serves it (the
+        body only, no status line or headers, then close)."""
+        self.parser = None
+        self.requests += 1
+        try:
+            target = parse_target(raw, self.srvconf.merge_slashes)
+        except BadRequest as e:
+            self._early_error(e.status, e.reason)
+            return
+        r = Request(self, self.http, "GET", target.raw_uri, target.uri, target.args, "HTTP/0.9",
+                    [], {}, "")
+        r.request_line = f"GET {target.raw_uri}"
+        r.request_length = len(raw) + 5
+        r.server = self.table.default
+        r.keepalive = False
+        self.queue.append(r)
+        self.transport.pause_reading()
+        self._next_request()
+        if self._wbuf:
+            self._flush()
 
     def on_headers_complete(self) -> None:
         self._in_headers = False

@@ -55,6 +55,9 @@ class H1Writer:
         status = h.status
         core = r.loc.core
         no_body = status < 200 or status == 204 or status == 304
+        if r.version == "HTTP/0.9":
+            r.keepalive = r.chunked = False  # a 0.9 response is the body alone
+            return
         if r.header_only or no_body:
             r.chunked = False
         elif h.content_length is None:
