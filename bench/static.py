@@ -48,7 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from harness import children, Server, free_port, have_nginx  # noqa: E402
+from harness import children, stat_fields, Server, free_port, have_nginx  # noqa: E402
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 KINDS = ("nginx", "portico")
@@ -269,13 +269,9 @@ def tree_mem(srv: Server) -> tuple[int, int, list[int]]:
 def cpu_ticks(pids: list[int]) -> int:
     total = 0
     for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rfind(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
+        fields = stat_fields(p)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime + stime
     return total
 
 

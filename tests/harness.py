@@ -34,20 +34,24 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, step: float = 0.
     return bool(cond())
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (state, ppid, ...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rindex(")") + 2:].split()
+
+
 def children(pid: int) -> list[int]:
     """Live (not zombie) child processes of ``pid``, from /proc, sorted."""
     out = []
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(d))
+        if d.isdigit():
+            fields = stat_fields(int(d))
+            if fields is not None and int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(d))
     return sorted(out)
 
 

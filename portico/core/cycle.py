@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..conf.errors import ConfError
 from ..conf.parser import Node, parse, parse_string
 from . import log as logmod
-from .module import MAIN, Conf, Directive, Module, Registry, UNSET
+from .module import MAIN, Conf, Directive, Registry
 
 
 class ConfCtx:

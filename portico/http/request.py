@@ -81,6 +81,7 @@ class Request:
     content_length: int | None = None
     error_status = 0
     discard_output = False
+    close_after = False  # close the connection once this response is out
     internal_sub = False  # True for subrequests (addition, auth_request)
 
     def __init__(self, conn: Any, http: "HttpMain", method: str, raw_uri: str, uri: str, args: str,
@@ -242,10 +243,8 @@ class Request:
             return
         if rc == OK or rc == 200:
             if not self.header_sent:
-                # a handler that produced nothing: nginx sends an empty 200? it would
-                # have sent a header; treat as internal error to be safe.
+                # a handler said OK without sending anything: a bug, answer 500
                 self.special_response(500)
-                return
             return
 
     def terminate(self) -> None:
@@ -277,7 +276,10 @@ class Request:
         tokens = core.server_tokens if core is not None else "on"
         msie = bool(core is not None and core.msie_padding
                     and wants_msie_padding(self.hin.get("user-agent"), self.version))
-        body = error_page_body(code, tokens, msie)
+        self._send_page(code, error_page_body(code, tokens, msie))
+
+    def _send_page(self, code: int, body: bytes | None) -> None:
+        """Send one of nginx's built-in pages (or an empty body) as the response."""
         self.hout.status = code
         if body is None:
             self.hout.content_length = 0 if code >= 200 and code not in (204, 304) else None
@@ -288,6 +290,18 @@ class Request:
         self.hout.content_length = len(body)
         self.send_header()
         self.send([body], True)
+
+    def filter_finalize(self, code: int, clean: bool = False) -> None:
+        """ngx_http_filter_finalize_request: a header filter replaces the
+        response with ``code``; what the handler sends afterwards is dropped.
+        With ``clean`` every output header is wiped first and the connection
+        closes once the page is out (nginx ends such a request with NGX_ERROR)."""
+        if clean:
+            self.hout.clean()
+            self.close_after = True
+        self.header_sent = False
+        self.special_response(code)
+        self.discard_output = True
 
     def _run_error_page(self, code: int, page: Any) -> bool:
         uri = page.uri.eval(self)
@@ -321,13 +335,7 @@ class Request:
         self.hout.location = uri
         self.error_page = True
         self.status = status
-        core = self.loc.core
-        body = error_page_body(status, core.server_tokens)
-        self.hout.status = status
-        self.hout.content_type = "text/html"
-        self.hout.content_length = len(body) if body else 0
-        self.send_header()
-        self.send([body] if body else None, True)
+        self._send_page(status, error_page_body(status, self.loc.core.server_tokens))
         return True
 
     # --- output --------------------------------------------------------------------
@@ -336,7 +344,7 @@ class Request:
             return
         if not self.hout.status:
             self.hout.status = self.status or 200
-        if getattr(self, "error_status", 0) and self.hout.status == 200:
+        if self.error_status and self.hout.status == 200:
             self.hout.status = self.error_status
         self.status = self.hout.status
         self.header_sent = True

@@ -25,7 +25,7 @@ from typing import Callable
 
 import pytest
 
-from harness import wait_for, children, REPO, Server, base_conf, free_port, have_nginx, parse_response, raw_request
+from harness import stat_fields, wait_for, children, REPO, Server, base_conf, free_port, have_nginx, parse_response, raw_request
 
 TS = r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}"
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -35,13 +35,8 @@ ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH
 
 def proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, ppid) of a process, None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-    except OSError:
-        return None
-    fields = st[st.rindex(")") + 2:].split()
-    return fields[0], int(fields[1])
+    fields = stat_fields(pid)
+    return (fields[0], int(fields[1])) if fields is not None else None
 
 
 def alive(pid: int) -> bool:

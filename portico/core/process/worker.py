@@ -114,13 +114,9 @@ def _unread_bytes(conn: Any) -> int:
     try:
         sock = conn.transport.get_extra_info("socket")
         fd = sock.fileno() if sock is not None else -1
-        if fd < 0:
-            return 0
-        buf = array.array("i", [0])
-        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
-        return buf[0]
-    except (OSError, AttributeError, ValueError):
+    except (AttributeError, ValueError):
         return 0
+    return _fd_unread(fd) if fd >= 0 else 0
 
 
 class LocalStats:
@@ -128,7 +124,6 @@ class LocalStats:
 
     def __init__(self) -> None:
         self.cells = [0] * 7
-        self.v = self.cells
 
     def add(self, i: int, n: int) -> None:
         self.cells[i] += n
@@ -462,21 +457,11 @@ def _ignore() -> None:
     pass
 
 
-class _ShutdownLinger:
-    """Bound on a shutdown lingering close when the client never closes."""
-
-    lingering_timeout = 5.0
-
-
 def _linger_close(c: Any) -> None:
-    """Half-close ``c`` and drain it: the protocol's ``close_idle()`` when it
-    has one, else h1's lingering close, else a plain close."""
+    """Half-close ``c`` and drain it (the protocol's ``close_idle()``), or
+    close it plainly when its protocol has no such thing."""
     hook = getattr(c, "close_idle", None)
     if hook is not None:
         hook()
-        return
-    start = getattr(c, "_start_lingering", None)
-    if start is not None:
-        start(_ShutdownLinger)
-        return
-    c.close()
+    else:
+        c.close()

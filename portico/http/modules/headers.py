@@ -20,7 +20,7 @@ from typing import Any
 
 from ...conf.parser import Node
 from ...core import values
-from ...core.module import HSL, LOCATION, MORE1, SERVER, TAKE12, Conf, Module, UNSET, dir
+from ...core.module import HSL, TAKE12, Conf, Module, UNSET, dir
 from ..request import Request
 from ..response import http_date, parse_http_date
 
@@ -264,18 +264,7 @@ def _precondition_failed(r: Request) -> None:
     special response -- whose header still says ``Connection: keep-alive`` --
     and then ends the request with NGX_ERROR, which closes the connection.
     """
-    r.hout.clean()
-    r.header_sent = False
-    send = r.send
-
-    def send_then_close(bufs: list[Any] | None, last: bool) -> None:
-        if last:
-            r.keepalive = False  # after the header went out: close, as NGX_ERROR does
-        send(bufs, last)
-
-    r.send = send_then_close  # type: ignore[method-assign]
-    r.special_response(412)
-    r.discard_output = True
+    r.filter_finalize(412, clean=True)
 
 
 class HeadersModule(Module):

@@ -78,7 +78,6 @@ class LogFormat:
         env: dict[str, Any] = {"_needs_escape": _needs_escape}
         lines = ["def render(r):"]
         pieces = []
-        json = self.escape == "json"
         for i, p in enumerate(self.parts):
             if isinstance(p, str):
                 pieces.append(repr(p))

@@ -20,7 +20,7 @@ from typing import Any
 
 from ...core.module import Module
 from ..request import FileBuf, Request
-from ..response import http_date, parse_http_date
+from ..response import parse_http_date
 
 NOT_SATISFIABLE = -1
 DECLINED = -2
@@ -144,9 +144,7 @@ def range_header_filter(r: Request, next: Any) -> None:
         return
     if res == NOT_SATISFIABLE:
         h.headers.append(("Content-Range", f"bytes */{length}"))
-        r.header_sent = False
-        r.special_response(416)
-        r.discard_output = True
+        r.filter_finalize(416)
         return
     assert isinstance(res, list)
     h.status = 206

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...conf.parser import Node
-from ...core.module import LOCATION, SERVER, Conf, Module, dir
+from ...core.module import LOCATION, SERVER, Module, dir
 from ..request import DONE, Request
 
 _FIELDS = ("active", "accepts", "handled", "requests", "reading", "writing", "waiting")
@@ -21,7 +21,7 @@ def totals(cycle: Any) -> dict[str, int]:
         return dict.fromkeys(_FIELDS, 0)
     if hasattr(c, "totals"):
         return c.totals()
-    return dict(zip(_FIELDS, c.v))
+    return dict(zip(_FIELDS, c.cells))
 
 
 def _stub_status(cf: Any, node: Node, conf: Any) -> None:

@@ -18,7 +18,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
 import time
@@ -507,8 +506,11 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self.current = None
         if self.closing:
             return
-        if not r.keepalive or (self.worker.shutting_down and not self.queue):
-            self._close_after(r) if not r.keepalive else self.close_idle()
+        if not r.keepalive or r.close_after:
+            self._close_after(r)
+            return
+        if self.worker.shutting_down and not self.queue:
+            self.close_idle()
             return
         if self.queue:
             if len(self.queue) <= _MAX_QUEUED:
