@@ -19,8 +19,17 @@ def all_modules() -> list[Module]:
     from .http.modules.rewrite import RewriteModule
     from .http.modules.static import IndexModule, StaticModule
     from .http.modules.stub_status import StubStatusModule
-    return [CoreModule(), HttpCoreModule(), LogModule(), StaticModule(), IndexModule(), DavModule(),
-            RewriteModule(), StubStatusModule(), HeadersModule(), RangeModule()]
+    from .http.modules.access import AccessModule
+    from .http.modules.geo import GeoModule
+    from .http.modules.map import MapModule
+    from .http.modules.realip import RealIpModule
+    from .http.modules.split_clients import SplitClientsModule
+    from .http.modules.try_files import TryFilesModule
+    # nginx's ngx_modules[] order (auto/modules): it fixes phase-handler order
+    return [CoreModule(), HttpCoreModule(), LogModule(), StaticModule(), IndexModule(),
+            TryFilesModule(), AccessModule(), RealIpModule(), GeoModule(), MapModule(),
+            SplitClientsModule(), DavModule(), RewriteModule(), StubStatusModule(), HeadersModule(),
+            RangeModule()]
 
 
 def registry() -> Registry:

@@ -60,6 +60,10 @@ class ErrorPage:
 class CoreLocConf(Conf):
     root: Any = None  # ComplexValue | None (None -> "html")
     alias: Any = None  # ComplexValue | None
+    # nginx's clcf->alias: how much of the URI the alias replaces, the length
+    # of the declaring location's name (inherited with the alias); None in a
+    # regex location, where the alias is the whole path
+    alias_len: int | None = 0
     types: dict = Factory(lambda: dict(DEFAULT_TYPES))  # type: ignore[assignment]
     default_type: str = "text/plain"
     client_max_body_size: int = 1024 * 1024
@@ -140,6 +144,7 @@ class HttpMain:
                 loc = stack.pop()
                 out.append(loc)
                 stack.extend(loc.children)
+                stack.extend(loc.if_children)
         return out
 
     def add_phase_handler(self, phase: str, handler: Any) -> None:
@@ -210,6 +215,13 @@ def _merge_location(loc: Location, parent_confs: dict[str, Conf]) -> None:
         _merge_location(child, loc.confs_raw)
     for child in getattr(loc, "named_children", []):
         _merge_location(child, loc.confs_raw)
+    for child in loc.if_children:
+        _merge_location(child, loc.confs_raw)
+        # ngx_http_update_location_config keeps the location's content
+        # handler unless the if block set its own (proxy_pass inside if)
+        core = child.confs_raw["core"]
+        if core.handler is None:
+            core.handler = loc.confs_raw["core"].handler
 
 
 def _server_block(cf: Any, node: Node, conf: Any) -> None:
@@ -328,9 +340,11 @@ def _root(cf: Any, node: Node, conf: CoreLocConf) -> None:
     if is_alias:
         conf.alias = cv
         conf.root = None
+        conf.alias_len = None if loc.regex is not None else len(loc.name)
     else:
         conf.root = cv
         conf.alias = None
+        conf.alias_len = 0
 
 
 def _types(cf: Any, node: Node, conf: CoreLocConf) -> None:

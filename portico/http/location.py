@@ -38,12 +38,15 @@ class Location:
     def __init__(self, name: str, modifier: str, confs: dict[str, Any], parent: "Location | None",
                  file: str = "", line: int = 0) -> None:
         self.name = name
-        self.modifier = modifier  # "", "=", "^~", "~", "~*", "@"
+        self.modifier = modifier  # "", "=", "^~", "~", "~*", "@", "if"
         self.confs_raw = confs
         self.parent = parent
         self.file = file
         self.line = line
         self.children: list[Location] = []
+        # implicit locations of ``if`` blocks (modifier "if"): merged from this
+        # location, never searched by find()
+        self.if_children: list[Location] = []
         self.regex: Any = None
         self.named_groups: list[str] = []
         if modifier in ("~", "~*"):
@@ -74,6 +77,8 @@ class Location:
             elif not c.named:
                 prefixes.append(c)
             c.finalize()
+        for c in self.if_children:
+            c.conf = LocConfs(c.confs_raw)
         self._prefix = sorted(prefixes, key=lambda l: len(l.name), reverse=True)
 
     def find(self, uri: str) -> tuple["Location", Any]:

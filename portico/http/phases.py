@@ -131,10 +131,10 @@ class Engine:
         r.phase_index = self.server_rewrite_index
         self.run(r)
 
-    def enter_location(self, r: Request, loc: Any, match: Any) -> None:
+    def enter_location(self, r: Request, loc: Any) -> None:
+        """ngx_http_named_location: the named location's conf, then REWRITE."""
         r.location = loc
         r.loc = loc.conf
-        r.captures = match
         r.phase_index = self.rewrite_index
         self.run(r)
 
@@ -186,13 +186,20 @@ def rewrite_checker(r: Request, h: Any, nxt: int) -> bool:
 
 def find_config_checker(r: Request, h: Any, nxt: int) -> bool:
     r.uri_changed = False
+    r.valid_location = True
     server = r.server
     loc, m = server.root.find(r.uri)  # type: ignore[union-attr]
     r.location = loc
     r.loc = loc.conf
-    r.captures = m
-    if m is not None and loc.named_groups:
-        r.named = {k: (v if v is not None else "") for k, v in m.groupdict().items()}
+    # ngx_http_regex_exec: only a matching regex with groups replaces the
+    # captures; a prefix location keeps those of an earlier rewrite
+    if m is not None and loc.regex.groups:
+        r.captures = m
+        if loc.named_groups:
+            named = dict(r.named)
+            for k, v in m.groupdict().items():
+                named[k] = v if v is not None else ""
+            r.named = named
     core = r.loc.core
     if core.internal and not r.internal:
         r.finalize(404)
@@ -221,7 +228,7 @@ def post_rewrite_checker(r: Request, h: Any, nxt: int) -> bool:
 
 
 def access_checker(r: Request, h: Any, nxt: int) -> bool:
-    if r.internal:  # access checks apply to the main, external request only
+    if r.internal_sub:  # ngx_http_core_access_phase: r != r->main skips access
         r.phase_index = nxt
         return True
     rc = h(r)
@@ -240,7 +247,7 @@ def access_checker(r: Request, h: Any, nxt: int) -> bool:
             r.phase_index = nxt
             return True
         if rc in (401, 403):
-            if r.access_code != 0 and (r.access_code is None or r.access_code != 401):
+            if r.access_code != 401:
                 r.access_code = rc
             r.phase_index += 1
             return True

@@ -83,6 +83,9 @@ class Request:
     discard_output = False
     close_after = False  # close the connection once this response is out
     internal_sub = False  # True for subrequests (addition, auth_request)
+    add_uri_to_alias = False  # try_files in a regex location with alias
+    valid_location = True  # False after "rewrite ... break" (alias is then refused)
+    pool_cleanup: Any = ()  # a list of its own on first add_pool_cleanup()
 
     def __init__(self, conn: Any, http: "HttpMain", method: str, raw_uri: str, uri: str, args: str,
                  version: str, headers: list[tuple[str, str]], hin: dict[str, str], host: str) -> None:
@@ -100,8 +103,15 @@ class Request:
         self.start_time = time.time()
         self.header_only = method == "HEAD"
         self.vars: dict[str, str] = {}
-        self.cleanup: list[Any] = []
+        self.cleanup: list[Any] = []  # nginx's r->cleanup: run before the log
         self.ctx: dict[str, Any] = {}
+
+    def add_pool_cleanup(self, fn: Any) -> None:
+        """nginx's pool cleanup: run after the LOG phase (``cleanup`` runs
+        before it), e.g. realip restoring the connection's address."""
+        if not self.pool_cleanup:
+            self.pool_cleanup = []
+        self.pool_cleanup.append(fn)
 
     # --- request data ------------------------------------------------------------
     def arg(self, name: str) -> str | None:
@@ -155,21 +165,21 @@ class Request:
         return self.http.default_root
 
     def map_uri_to_path(self, uri: str | None = None) -> str | None:
-        """ngx_http_map_uri_to_path: root + uri, or alias replacing the location prefix."""
+        """ngx_http_map_uri_to_path: root + uri, or the alias replacing the
+        part of the URI its location matched (the whole URI in a regex
+        location, unless try_files asked for the URI to be appended)."""
         c = self.loc.core
         u = self.uri if uri is None else uri
         if c.alias:
+            if not self.valid_location:
+                self.log_error(logmod.ALERT, f'"alias" cannot be used in location "{self.location.name}" '
+                                             f'where URI was rewritten')
+                return None
             alias = c.alias.eval(self)
-            loc = self.location
-            if loc is not None and loc.regex is not None:
-                # alias with captures in a regex location: the alias is the whole path
-                if c.alias.has_vars:
-                    return alias
-                return alias
-            prefix = loc.name if loc is not None else ""
-            if u.startswith(prefix):
-                return alias + u[len(prefix):]
-            return alias + u
+            n = c.alias_len
+            if n is None:
+                return alias + u if self.add_uri_to_alias else alias
+            return alias + u[n:]
         root = c.root.eval(self) if c.root else self.http.default_root
         return root + u
 
@@ -199,7 +209,7 @@ class Request:
 
     # --- control flow --------------------------------------------------------------
     def start(self) -> None:
-        self.http.engine.run(self)
+        self.http.engine.start(self)
 
     def internal_redirect(self, uri: str, args: str | None) -> None:
         self.uri_changes -= 1
@@ -211,8 +221,8 @@ class Request:
         if args is not None:
             self.args = args
         self.internal = True
-        self.captures = None
-        self.named = {}
+        self.add_uri_to_alias = False
+        # captures and named captures survive, as nginx's r->captures do
         self.http.engine.restart_server_rewrite(self)
 
     def named_location(self, loc: Any) -> None:
@@ -222,7 +232,7 @@ class Request:
             self.finalize(500)
             return
         self.internal = True
-        self.http.engine.enter_location(self, loc, None)
+        self.http.engine.enter_location(self, loc)
 
     def finalize(self, rc: int) -> None:
         """End the request with a handler's return code."""
@@ -265,12 +275,14 @@ class Request:
             return
         if code in NO_KEEPALIVE:
             self.keepalive = False
-        if core is not None and (not self.error_page or core.recursive_error_pages):
-            page = core.error_pages.get(code) if core.error_pages else None
-            if page is not None:
+        # ngx_http_special_response_handler: the first error page a request
+        # meets marks it unless that location has recursive_error_pages on
+        if core is not None and not self.error_page and core.error_pages and self.uri_changes:
+            if not core.recursive_error_pages:
                 self.error_page = True
-                if self._run_error_page(code, page):
-                    return
+            page = core.error_pages.get(code)
+            if page is not None and self._run_error_page(code, page):
+                return
         self.status = code
         self.hout.clear_for_error()
         tokens = core.server_tokens if core is not None else "on"

@@ -55,6 +55,7 @@ NGINX_STATUS_LINES: dict[int, str] = {
 _PAGES: dict[int, str] = {c: f"{c} {t}" for c, t in NGINX_STATUS_LINES.items()
                           if c >= 301 and c != 304}
 _PAGES[498] = _PAGES[404]  # "canceled" answers with the 404 page
+_PAGES[302] = "302 Found"  # the page says "Found" though the status line does not
 
 # nginx's special pages: a "400 ..." title, "400 Bad Request" heading and a reason line.
 _SPECIAL_PAGES: dict[int, str] = {

@@ -255,3 +255,20 @@ CASES: list[Case] = [
     Case("err_global_param_block", EV, extra=("-g", "events {}")),
     Case("err_global_param_duplicate_in_file", "worker_processes 1;\n" + EV, extra=("-g", "worker_processes 2;")),
 ]
+
+
+# Per-area corpora live beside this file (cases_<area>.py, each a CASES list
+# built with Case/srv/loc from here); they are appended in this fixed order.
+def _extend() -> None:
+    import importlib
+    for area in ("rewrite", "map", "geo", "split_clients", "access", "realip", "try_files"):
+        try:
+            mod = importlib.import_module(f"{__package__}.cases_{area}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.cases_{area}":
+                raise
+            continue
+        CASES.extend(mod.CASES)
+
+
+_extend()

@@ -553,6 +553,11 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if r.log_status:
             r.status = r.log_status
         self.http.engine.log(r)
+        for fn in r.pool_cleanup:
+            try:
+                fn()
+            except Exception as e:
+                r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
 
     def request_terminated(self, r: Request) -> None:
         r.done = True
