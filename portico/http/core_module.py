@@ -16,6 +16,7 @@ from typing import Any
 from ..conf.errors import ConfError
 from ..conf.parser import Node
 from ..core import log as logmod
+from ..core import pcre
 from ..core.module import (HTTP, LOCATION, MAIN, MORE1, MORE2, NOARGS, SERVER, TAKE1, TAKE12,
                            Conf, Factory, Module, UNSET, dir, ignore, set_bufs, set_flag,
                            set_msec, set_num, set_off_size, set_size, set_str, set_enum)
@@ -269,8 +270,8 @@ def _location_block(cf: Any, node: Node, conf: Any) -> None:
     confs = {m.name: m.loc_conf() for m in mods if m.loc_conf}
     try:
         loc = Location(name, mod, confs, parent, node.file, node.line)
-    except Exception as e:  # regex compile error
-        raise node.error(f'pcre2_compile() failed: {e} in "{name}"') from None
+    except pcre.PcreError as e:
+        raise node.error(e.message) from None
     if loc.named_groups:
         main.variables.declare_named_captures(loc.named_groups)
     if mod == "@":

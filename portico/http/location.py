@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import regex
+from ..core import pcre
 
 
 class LocConfs:
@@ -50,8 +50,7 @@ class Location:
         self.regex: Any = None
         self.named_groups: list[str] = []
         if modifier in ("~", "~*"):
-            flags = regex.V0 | (regex.IGNORECASE if modifier == "~*" else 0)
-            self.regex = regex.compile(name, flags)
+            self.regex = pcre.compile(name, caseless=modifier == "~*")
             self.named_groups = list(self.regex.groupindex)
         self.exact = modifier == "="
         self.noregex = modifier == "^~"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import log as logmod
 from .request import AGAIN, DECLINED, DONE, OK, Request
+from .variables import set_captures
 
 if TYPE_CHECKING:
     from .core_module import HttpMain
@@ -193,13 +194,8 @@ def find_config_checker(r: Request, h: Any, nxt: int) -> bool:
     r.loc = loc.conf
     # ngx_http_regex_exec: only a matching regex with groups replaces the
     # captures; a prefix location keeps those of an earlier rewrite
-    if m is not None and loc.regex.groups:
-        r.captures = m
-        if loc.named_groups:
-            named = dict(r.named)
-            for k, v in m.groupdict().items():
-                named[k] = v if v is not None else ""
-            r.named = named
+    if m is not None:
+        set_captures(r, loc.regex, m)
     core = r.loc.core
     if core.internal and not r.internal:
         r.finalize(404)

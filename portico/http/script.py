@@ -28,33 +28,17 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any, Callable
 
-import regex
-
 from ..core import log as logmod
+from ..core import pcre
+from . import uri
 from .request import DECLINED
+from .variables import is_capture, set_captures
 
 if TYPE_CHECKING:
     from .request import Request
     from .variables import ComplexValue, Variables
 
 Step = Callable[["Request", bool], "int | None"]
-
-# ngx_escape_uri(NGX_ESCAPE_ARGS): " ", "#", "%", "&", "+", ";", "?", controls, DEL, non-ASCII
-_ARGS_ESCAPE = frozenset(list(range(0x21)) + [0x23, 0x25, 0x26, 0x2B, 0x3B, 0x3F] + list(range(0x7F, 0x100)))
-_HEX = b"0123456789ABCDEF"
-
-
-def escape_args(s: str) -> str:
-    raw = s.encode("utf-8", "surrogateescape")
-    if not any(b in _ARGS_ESCAPE for b in raw):
-        return s
-    out = bytearray()
-    for b in raw:
-        if b in _ARGS_ESCAPE:
-            out += b"%" + _HEX[b >> 4:(b >> 4) + 1] + _HEX[b & 15:(b & 15) + 1]
-        else:
-            out.append(b)
-    return out.decode("utf-8", "surrogateescape")
 
 
 def unescape_redirect(s: str) -> str:
@@ -96,106 +80,63 @@ def uri_is_quoted(r: "Request") -> bool:
 
 def compile_regex(pattern: str, node: Any, caseless: bool = False) -> Any:
     try:
-        return regex.compile(pattern, regex.V0 | (regex.IGNORECASE if caseless else 0))
-    except regex.error as e:
-        raise node.error(f'pcre2_compile() failed: {_pcre_message(e)} in "{pattern}"') from None
+        return pcre.compile(pattern, caseless)
+    except pcre.PcreError as e:
+        raise node.error(e.message) from None
 
 
-def _pcre_message(e: Exception) -> str:
-    # the regex package words errors differently from PCRE2; map the common ones
-    msg = str(e.args[0]) if e.args else str(e)
-    if "missing )" in msg:
-        return "missing closing parenthesis"
-    if "nothing to repeat" in msg or "multiple repeat" in msg:
-        return "quantifier does not follow a repeatable item"
-    if "missing ]" in msg or "unterminated character set" in msg:
-        return "missing terminating ] for character class"
-    if "unbalanced parenthesis" in msg:
-        return "unmatched closing parenthesis"
-    return msg
-
-
-def set_captures(r: "Request", rx: Any, m: Any) -> None:
-    """After a match: ngx_http_regex_exec replaces the captures only when the
-    regex has groups; named groups become variables."""
-    if rx.groups:
-        r.captures = m
-        if rx.groupindex:
-            named = dict(r.named)
-            for k, v in m.groupdict().items():
-                named[k] = v if v is not None else ""
-            r.named = named
+def regex_exec(r: "Request", rx: Any, pattern: str, line: str, log: bool) -> Any:
+    """ngx_http_script_regex_start_code's match: the match or None; a miss
+    clears the captures, a hit sets them; both are logged with rewrite_log."""
+    m = rx.search(line)
+    if m is None:
+        if log:
+            r.log_error(logmod.NOTICE, f'"{pattern}" does not match "{line}"')
+        r.captures = None
+        return None
+    if log:
+        r.log_error(logmod.NOTICE, f'"{pattern}" matches "{line}"')
+    set_captures(r, rx, m)
+    return m
 
 
 # --- replacement strings -------------------------------------------------------------
 
 class Replacement:
-    """A rewrite replacement split into (kind, value) parts.
-
-    kind: "l" literal, "c" capture number, "v" variable getter.  ``args``
-    holds the parts after the first literal '?' when they are compiled as
-    arguments (not for redirects, where '?' stays in the URL).
-    """
+    """A rewrite replacement: ``uri`` and, after the first literal '?' when it
+    is compiled as arguments (not for redirects, where '?' stays in the
+    URL), ``args``; both compiled values.  ``has_q``: a literal '?' was seen
+    (nginx's ``sc.args``)."""
 
     __slots__ = ("uri", "args", "has_q", "has_caps")
 
-    def __init__(self, uri: list[tuple[str, Any]], args: list[tuple[str, Any]] | None, has_q: bool) -> None:
+    def __init__(self, uri: "ComplexValue", args: "ComplexValue | None", has_q: bool) -> None:
         self.uri = uri
         self.args = args
-        self.has_q = has_q  # nginx's sc.args: a literal '?' was seen
-        self.has_caps = any(k == "c" for k, _ in uri) or any(k == "c" for k, _ in (args or []))
+        self.has_q = has_q
+        self.has_caps = any(is_capture(p) for cv in (uri, args) if cv is not None for p in cv.parts)
 
     @staticmethod
-    def render(r: "Request", parts: list[tuple[str, Any]], escape: bool) -> str:
-        out: list[str] = []
-        for kind, v in parts:
-            if kind == "l":
-                out.append(v)
-            elif kind == "c":
-                m = r.captures
-                if m is None:
-                    continue
-                try:
-                    s = m.group(v)
-                except IndexError:
-                    continue
-                if s:
-                    out.append(escape_args(s) if escape else s)
-            else:
-                s = v(r)
-                if s:
-                    out.append(s)
-        return "".join(out)
+    def render(r: "Request", cv: "ComplexValue", escape: bool) -> str:
+        """The value; with ``escape`` its captures are NGX_ESCAPE_ARGS-escaped."""
+        if not escape:
+            return cv.eval(r)
+        vals = cv.pieces(r)
+        for i, p in enumerate(cv.parts):
+            if not isinstance(p, str) and is_capture(p):
+                vals[i] = uri.escape(vals[i], uri.ESCAPE_ARGS)
+        return "".join(vals)
 
 
 def compile_replacement(variables: "Variables", text: str, compile_args: bool, node: Any) -> Replacement:
     """ngx_http_script_compile for a rewrite replacement: the first literal
     '?' starts the arguments (variable names cannot hold a '?', so the first
-    one in the text is literal); captures are kept apart from variables
-    because only they are escaped."""
+    one in the text is literal)."""
     q = text.find("?")
     if compile_args and q >= 0:
-        return Replacement(_parts(variables, text[:q], node), _parts(variables, text[q + 1:], node), True)
-    return Replacement(_parts(variables, text, node), None, q >= 0)
-
-
-def _parts(variables: "Variables", text: str, node: Any) -> list[tuple[str, Any]]:
-    cv = variables.compile(text, node.file, node.line)
-    out: list[tuple[str, Any]] = []
-    for p in cv.parts:
-        if isinstance(p, str):
-            out.append(("l", p))
-        elif getattr(p, "capture", None) is not None:
-            out.append(("c", p.capture))
-        else:
-            out.append(("v", p))
-    return out
-
-
-def _var(variables: "Variables", name: str, node: Any) -> Any:
-    """A getter for ``$name``; names defined later in the file resolve at the
-    end of http{}, as nginx checks them."""
-    return variables._resolve(name, node.file, node.line, None)
+        return Replacement(variables.compile(text[:q], node.file, node.line),
+                           variables.compile(text[q + 1:], node.file, node.line), True)
+    return Replacement(variables.compile(text, node.file, node.line), None, q >= 0)
 
 
 # --- if conditions -------------------------------------------------------------------
@@ -227,7 +168,7 @@ def compile_condition(variables: "Variables", node: Any) -> Cond:
     if len(p) > 1 and p[0] == "$":
         if cur != last and cur + 2 != last:
             raise node.error(f'invalid condition "{p}"')
-        get = _var(variables, p[1:], node)
+        get = variables.lookup(p[1:], node.file, node.line)
         if cur == last:
             def bare(r: "Request", log: bool) -> bool:
                 v = get(r)
@@ -249,17 +190,7 @@ def compile_condition(variables: "Variables", node: Any) -> Cond:
             negative = op.startswith("!")
 
             def match(r: "Request", log: bool) -> bool:
-                line = get(r) or ""
-                m = rx.search(line)
-                if m is None:
-                    if log:
-                        r.log_error(logmod.NOTICE, f'"{rhs}" does not match "{line}"')
-                    r.captures = None
-                    return negative
-                if log:
-                    r.log_error(logmod.NOTICE, f'"{rhs}" matches "{line}"')
-                set_captures(r, rx, m)
-                return not negative
+                return (regex_exec(r, rx, rhs, get(r) or "", log) is None) == negative
             return match
         raise node.error(f'unexpected "{op}" in condition')
     if (len(p) == 2 and p[0] == "-") or (len(p) == 3 and p[0] == "!" and p[1] == "-"):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import regex
 
 from ..conf.errors import ConfError
+from ..core import pcre
 from .location import Location
 
 
@@ -39,9 +39,9 @@ class Server:
             self.name = name if not name.startswith("~") else name
         if name.startswith("~"):
             try:
-                rx = regex.compile(name[1:], regex.IGNORECASE | regex.V0)
-            except regex.error as e:
-                raise ConfError(f'pcre2_compile() failed: {e} in "{name[1:]}"') from None
+                rx = pcre.compile(name[1:], caseless=True)  # nginx's server names are caseless
+            except pcre.PcreError as e:
+                raise ConfError(e.message) from None
             self.regexes.append(rx)
             groups = list(rx.groupindex)
         # (nginx takes a '*' elsewhere than a leading "*." or trailing ".*"

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["BadRequest", "Target", "parse_target", "normalise_host"]
+__all__ = ["BadRequest", "Target", "parse_target", "normalise_host", "escape", "ESCAPE_URI", "ESCAPE_ARGS"]
 
 INVALID_REQUEST = "client sent invalid request"
 INVALID_HOST_IN_LINE = "client sent invalid host in request line"
@@ -271,3 +271,25 @@ def normalise_host(value: bytes) -> str:
     if host is None:
         raise BadRequest(400, INVALID_HOST_HEADER)
     return host
+
+
+# --- ngx_escape_uri ------------------------------------------------------------------
+
+#: NGX_ESCAPE_URI: controls, space, '#', '%', '?', DEL and non-ASCII
+ESCAPE_URI = frozenset(list(range(0x21)) + [0x23, 0x25, 0x3F] + list(range(0x7F, 0x100)))
+#: NGX_ESCAPE_ARGS: controls, space, '#', '%', '&', '+', ';', '?', DEL and non-ASCII
+ESCAPE_ARGS = frozenset(list(range(0x21)) + [0x23, 0x25, 0x26, 0x2B, 0x3B, 0x3F] + list(range(0x7F, 0x100)))
+
+
+def escape(s: str, table: frozenset[int]) -> str:
+    """ngx_escape_uri(s, table): each byte in ``table`` as upper-case ``%XX``."""
+    raw = s.encode("utf-8", "surrogateescape")
+    if not any(b in table for b in raw):
+        return s
+    out = bytearray()
+    for b in raw:
+        if b in table:
+            out += b"%%%02X" % b
+        else:
+            out.append(b)
+    return out.decode("utf-8", "surrogateescape")

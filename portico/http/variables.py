@@ -47,7 +47,14 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 
 class ComplexValue:
-    __slots__ = ("parts", "const", "text")
+    """A compiled string.  nginx runs such a program twice, a lengths pass
+    then a values pass; variables are computed in the first and cached,
+    captures are copied in the second.  So when a string mixes ``$1`` with a
+    variable whose computation runs a regex (a map with regex keys), the
+    capture shows what that regex left, not what the location matched.
+    ``late_captures`` reproduces this, for such mixed strings only."""
+
+    __slots__ = ("parts", "const", "text", "late_captures")
 
     def __init__(self, parts: list[Any], text: str) -> None:
         self.text = text
@@ -55,10 +62,14 @@ class ComplexValue:
         self.const: str | None = None
         if all(isinstance(p, str) for p in parts):
             self.const = "".join(parts)
+        caps = [not isinstance(p, str) and is_capture(p) for p in parts]
+        self.late_captures = any(caps) and any(not isinstance(p, str) and not c for p, c in zip(parts, caps))
 
     def eval(self, r: "Request") -> str:
         if self.const is not None:
             return self.const
+        if self.late_captures:
+            return "".join(self.pieces(r))
         out = []
         for p in self.parts:
             if isinstance(p, str):
@@ -68,6 +79,17 @@ class ComplexValue:
                 if v is not None:
                     out.append(v)
         return "".join(out)
+
+    def pieces(self, r: "Request") -> list[str]:
+        """The value part by part (literals, variables, captures), with
+        nginx's two passes: variables first, then captures as the
+        variables left them."""
+        parts = self.parts
+        vals: list[str] = [p if isinstance(p, str) or is_capture(p) else (p(r) or "") for p in parts]
+        for i, p in enumerate(parts):
+            if not isinstance(p, str) and is_capture(p):
+                vals[i] = p(r) or ""
+        return vals
 
     @property
     def has_vars(self) -> bool:
@@ -297,6 +319,10 @@ def _cookie_getter(name: str) -> Getter:
 
 # --- captures ----------------------------------------------------------------------
 
+def is_capture(getter: Any) -> bool:
+    return getattr(getter, "capture", None) is not None
+
+
 def _capture_getter(n: int) -> Getter:
     def get(r: "Request") -> str | None:
         m = r.captures
@@ -310,6 +336,18 @@ def _capture_getter(n: int) -> Getter:
     # rewrite escapes captures (not variables) in arguments and redirects
     get.capture = n  # type: ignore[attr-defined]
     return get
+
+
+def set_captures(r: "Request", rx: Any, m: Any) -> None:
+    """After a match: ngx_http_regex_exec replaces the captures only when the
+    regex has groups; named groups become variables."""
+    if rx.groups:
+        r.captures = m
+        if rx.groupindex:
+            named = dict(r.named)
+            for k, v in m.groupdict().items():
+                named[k] = v if v is not None else ""
+            r.named = named
 
 
 def _named_capture_getter(name: str) -> Getter:
@@ -833,6 +871,11 @@ class Variables:
         if lit:
             parts.append("".join(lit))
         return ComplexValue(parts, text)
+
+    def lookup(self, name: str, file: str | None = None, line: int | None = None) -> Getter:
+        """The getter of ``$name``; a name not (yet) known resolves at the end
+        of http{}, where an unknown one is nginx's ``unknown "x" variable``."""
+        return self._resolve(name, file, line, None)
 
     def _resolve(self, name: str, file: str | None, line: int | None,
                  named_captures: set[str] | None) -> Getter:

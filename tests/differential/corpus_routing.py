@@ -203,6 +203,10 @@ CACHE_BYPASS = Deployment(
         ~SESS 1;
         ~wordpress_logged_in 1;
     }
+    map $uri $section {
+        default none;
+        ~^/(?<sect>[a-z]+)/ $sect;
+    }
     map $uri $skip_uri {
         default 0;
         ~^/wp-admin/ 1;
@@ -215,12 +219,17 @@ CACHE_BYPASS = Deployment(
         if ($skip_uri) { set $skip 1; }
         if ($query_string != "") { set $skip 1; }
         location / { return 200 "purge=$purge_method no_cache=$no_cache skip=$skip\\n"; }
+        # nginx computes $section (a regex map) before it copies $1 and $2,
+        # so they show the map's captures, not the location's
+        location ~ ^/cap/(\\w+)/(\\w+)$ { return 200 "[$1] [$section] [$2] [$sect]\\n"; }
+        location ~ ^/cap2/(\\w+)$ { set $first $1; return 200 "[$first] [$section] [$1]\\n"; }
     }
     """,
     {},
     (Req("/"), Req("/", headers=(("Cookie", "PHPSESSID=1"),)),
      Req("/", headers=(("Cookie", "a=1; wordpress_logged_in_abc=x"),)),
-     Req("/wp-admin/edit.php"), Req("/feed/"), Req("/?p=1"), Req("/", method="PURGE")),
+     Req("/wp-admin/edit.php"), Req("/feed/"), Req("/?p=1"), Req("/", method="PURGE"),
+     Req("/cap/abc/def"), Req("/cap2/xyz")),
 )
 
 GEO_SPLIT = Deployment(

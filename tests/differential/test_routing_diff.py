@@ -52,7 +52,8 @@ class Running:
     def get(self, dep: Deployment) -> dict[str, tuple[Server, int]]:
         got = self.servers.get(dep.id)
         if got is None:
-            got = {}
+            # registered before starting, so close() stops whatever did start
+            got = self.servers[dep.id] = {}
             for kind in ("nginx", "portico"):
                 port = free_port()
                 conf = CONF.replace("%HTTP%", dep.http.replace("%PORT%", str(port)))
@@ -60,7 +61,6 @@ class Running:
                 _readable(s, dep)
                 got[kind] = (s, port)
                 s.start()
-            self.servers[dep.id] = got
         return got
 
     def close(self) -> None:

@@ -156,14 +156,7 @@ REQUESTS = {
 }
 
 
-def _param(name: str) -> Any:
-    if name == "absolute_uri":
-        # portico/http/proto/h1.py builds $request from the path, not the raw target
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="h1 request_line"))
-    return name
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in REQUESTS])
+@pytest.mark.parametrize("name", list(REQUESTS))
 def test_return_body_same_as_nginx(pair: Pair, name: str) -> None:
     want, got = _both(pair, REQUESTS[name])
     want_body, got_body = _body(want), _body(got)

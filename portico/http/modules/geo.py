@@ -7,7 +7,8 @@ Invariants:
   radix trees.  ``ranges`` mode replays nginx's per-/16 insertion (same
   overlap errors, same splits) and then flattens it into sorted
   start/end/value lists searched with ``bisect``.
-- The address is the client's (``r.conn.client_addr``) or, with a source
+- Addresses, networks and their parsing are ``portico.core.inet``'s.  The
+  address is the client's (``r.conn.client_addr``) or, with a source
   variable, its value parsed exactly as nginx's ``ngx_parse_addr`` does
   (``ngx_inet_addr`` quirks included).  An unparsable or missing address,
   a unix-socket client, and (in ranges mode) an IPv6 address all look up
@@ -15,7 +16,8 @@ Invariants:
   IPv4 table.
 - With ``proxy`` entries, a trusted address is replaced by the last address
   of X-Forwarded-For (all of them, right to left, with ``proxy_recursive``),
-  following ``ngx_http_get_forwarded_addr``.
+  following ``ngx_http_get_forwarded_addr`` (``core.inet.forwarded_addr``,
+  shared with realip).
 - Values are plain strings (geo values are never compiled); without
   ``default`` the value is the empty string.  The variable is changeable
   and cached for the request.
@@ -24,11 +26,12 @@ Invariants:
 """
 from __future__ import annotations
 
-import socket
 from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...conf.parser import Node
+from ...core.inet import (ALL32, INADDR_NONE, UNIX, V4, V6, Addr, Cidr, CidrSet, addr_key, forwarded_addr,
+                          inet_addr, parse_addr, ptocidr, unmap_v4)
 from ...core.module import HTTP, Module, dir
 from .map import check_new_variable, new_variable, source_getter, variable_name
 
@@ -37,239 +40,22 @@ if TYPE_CHECKING:
 
 H = frozenset({HTTP})
 
-INADDR_NONE = 0xFFFFFFFF
-_V4, _V6, _OTHER = 4, 6, 0
-Addr = tuple[int, int]  # (family 4 | 6 | 0, address as an int)
-_NO_ADDR: Addr = (_OTHER, 0)
+_NO_ADDR: Addr = (UNIX, 0)
 
 
-# --- nginx's address parsers (config time and per request for a source variable) ---
+# --- a network in a geo block ----------------------------------------------------------
 
-def inet_addr(s: str) -> int | None:
-    """ngx_inet_addr: exactly three dots, octets <= 255, empty octets are 0;
-    255.255.255.255 is INADDR_NONE and so not an address."""
-    addr = octet = n = 0
-    for c in s:
-        if "0" <= c <= "9":
-            octet = octet * 10 + ord(c) - 48
-            if octet > 255:
-                return None
-        elif c == ".":
-            addr = (addr << 8) + octet
-            octet = 0
-            n += 1
-        else:
-            return None
-    if n != 3:
-        return None
-    addr = ((addr << 8) + octet) & 0xFFFFFFFF
-    return None if addr == INADDR_NONE else addr
-
-
-def inet6_addr(s: str) -> int | None:
-    """ngx_inet6_addr, step for step (a trailing dotted quad is allowed)."""
-    if not s:
-        return None
-    out = bytearray()
-    zero: int | None = None
-    digit: int | None = None
-    nibbles = word = 0
-    n = 8
-    i = 1 if s[0] == ":" else 0
-    end = len(s)
-    while i < end:
-        c = s[i]
-        i += 1
-        if c == ":":
-            if nibbles:
-                digit = i
-                out += bytes(((word >> 8) & 0xFF, word & 0xFF))
-                n -= 1
-                if n:
-                    nibbles = word = 0
-                    continue
-            elif zero is None:
-                digit = i
-                zero = len(out)
-                continue
-            return None
-        if c == "." and nibbles:
-            if n < 2 or digit is None:
-                return None
-            v4 = inet_addr(s[digit:])
-            if v4 is None:
-                return None
-            word = v4
-            out += bytes(((word >> 24) & 0xFF, (word >> 16) & 0xFF))
-            n -= 1
-            break
-        nibbles += 1
-        if nibbles > 4:
-            return None
-        if "0" <= c <= "9":
-            word = word * 16 + ord(c) - 48
-            continue
-        lc = c.lower()
-        if "a" <= lc <= "f" and len(lc) == 1:
-            word = word * 16 + ord(lc) - 87
-            continue
-        return None
-    if nibbles == 0 and zero is None:
-        return None
-    out += bytes(((word >> 8) & 0xFF, word & 0xFF))
-    n -= 1
-    if n:
-        if zero is not None:
-            out[zero:zero] = bytes(n * 2)
-            return int.from_bytes(out, "big")
-    elif zero is None:
-        return int.from_bytes(out, "big")
-    return None
-
-
-def parse_addr(s: str) -> Addr | None:
-    """ngx_parse_addr: IPv4 first, then IPv6."""
-    v = inet_addr(s)
-    if v is not None:
-        return (_V4, v)
-    v = inet6_addr(s)
-    if v is not None:
-        return (_V6, v)
-    return None
-
-
-def _atoi(s: str) -> int | None:
-    """ngx_atoi: digits only, not empty."""
-    if not s or not s.isascii() or not s.isdigit():
-        return None
-    v = int(s)
-    return v if v <= 0x7FFFFFFFFFFFFFFF else None
-
-
-def parse_addr_port(s: str) -> Addr | None:
-    """ngx_parse_addr_port: ``addr``, ``addr:port`` or ``[addr]:port``."""
-    a = parse_addr(s)
-    if a is not None:
-        return a
-    if s.startswith("["):
-        p = s.find("]")
-        if p < 0 or p == len(s) - 1 or s[p + 1] != ":":
-            return None
-        port, host = s[p + 2:], s[1:p]
-    else:
-        p = s.find(":")
-        if p < 0:
-            return None
-        port, host = s[p + 1:], s[:p]
-    n = _atoi(port)
-    if n is None or n < 1 or n > 65535:
-        return None
-    return parse_addr(host)
-
-
-def ptocidr(text: str) -> tuple[str, int, int, int] | None:
-    """ngx_ptocidr: (rc "ok" | "done", family, network, prefix length);
-    "done" means host bits were set (and have been cleared)."""
-    slash = text.find("/")
-    host = text if slash < 0 else text[:slash]
-    v = inet_addr(host)
-    if v is not None:
-        fam, bits = _V4, 32
-    else:
-        v = inet6_addr(host)
-        if v is None:
-            return None
-        fam, bits = _V6, 128
-    if slash < 0:
-        return ("ok", fam, v, bits)
-    shift = _atoi(text[slash + 1:])
-    if shift is None or shift > bits:
-        return None
-    mask = ((1 << shift) - 1) << (bits - shift)
-    if v & mask == v:
-        return ("ok", fam, v, shift)
-    return ("done", fam, v & mask, shift)
-
-
-def _cidr_value(cf: Any, node: Node, net: str) -> tuple[int, int, int]:
-    """ngx_http_geo_cidr_value: (family, network, prefix length)."""
+def _cidr_value(cf: Any, node: Node, net: str) -> Cidr:
+    """ngx_http_geo_cidr_value: ngx_ptocidr, plus "255.255.255.255" (which
+    ngx_inet_addr refuses) as that very host."""
     if net == "255.255.255.255":
-        return (_V4, INADDR_NONE, 32)
+        return Cidr(V4, INADDR_NONE, ALL32)
     c = ptocidr(net)
     if c is None:
         raise node.error(f'invalid network "{net}"')
-    if c[0] == "done":
+    if c.low_bits:
         cf.cycle.warn(f"low address bits of {net} are meaningless", node)
-    return c[1], c[2], c[3]
-
-
-# --- X-Forwarded-For -----------------------------------------------------------------
-
-Proxy = tuple[int, int, int]  # family, network, mask
-
-
-def _as_v4(a: Addr) -> Addr:
-    """An IPv4-mapped IPv6 address as IPv4 (ngx_cidr_match and the lookups)."""
-    if a[0] == _V6 and a[1] >> 32 == 0xFFFF:
-        return (_V4, a[1] & 0xFFFFFFFF)
-    return a
-
-
-def _trusted(a: Addr, proxies: tuple[Proxy, ...]) -> bool:
-    fam, v = _as_v4(a)
-    for pf, net, mask in proxies:
-        if pf == fam and v & mask == net:
-            return True
-    return False
-
-
-def _forwarded_one(a: Addr, xff: str, proxies: tuple[Proxy, ...], recursive: bool) -> tuple[str, Addr]:
-    """ngx_http_get_forwarded_addr_internal over one header value."""
-    found = False
-    n = len(xff)
-    while True:
-        if not _trusted(a, proxies):
-            return ("done" if found else "declined"), a
-        if n <= 0:
-            return ("done" if found else "declined"), a
-        p = n - 1
-        while p > 0 and xff[p] in " ,":
-            p -= 1
-            n -= 1
-        while p > 0:
-            if xff[p] in " ,":
-                p += 1
-                break
-            p -= 1
-        new = parse_addr_port(xff[p:n])
-        if new is None:
-            return ("done" if found else "declined"), a
-        a = new
-        found = True
-        n = p - 1
-        if not (recursive and p > 0):
-            return "ok", a
-
-
-def forwarded_addr(a: Addr, values: list[str], proxies: tuple[Proxy, ...], recursive: bool) -> Addr:
-    """ngx_http_get_forwarded_addr: every X-Forwarded-For header, last first."""
-    for xff in reversed(values):
-        rc, a = _forwarded_one(a, xff, proxies, recursive)
-        if not recursive or rc != "ok":
-            break
-    return a
-
-
-def _client_addr(r: "Request") -> Addr:
-    a = r.conn.client_addr
-    try:
-        return (_V4, int.from_bytes(socket.inet_pton(socket.AF_INET, a), "big"))
-    except (OSError, TypeError):
-        pass
-    try:
-        return (_V6, int.from_bytes(socket.inet_pton(socket.AF_INET6, a), "big"))
-    except (OSError, TypeError):
-        return _NO_ADDR  # unix socket
+    return c
 
 
 # --- the tables ------------------------------------------------------------------------
@@ -412,7 +198,7 @@ class _GeoCtx:
         self.ranges = False
         self.cidr_used = False  # nginx's ctx->tree: created by the first CIDR-mode entry
         self.recursive = False
-        self.proxies: list[Proxy] = []
+        self.proxies = CidrSet()
         self.v4 = _Cidr(32)
         self.v6 = _Cidr(128)
         self.rng = _Ranges()
@@ -434,13 +220,13 @@ def _cidr_entry(cf: Any, node: Node, ctx: _GeoCtx, key: str, value: str) -> None
         return
     delete = key == "delete"
     net = value if delete else key
-    fam, v, plen = _cidr_value(cf, node, net)
-    t = ctx.v4 if fam == _V4 else ctx.v6
+    c = _cidr_value(cf, node, net)
+    t = ctx.v4 if c.family == V4 else ctx.v6
     if delete:
-        if not t.delete(v, plen):
+        if not t.delete(c.addr, c.prefix):
             cf.cycle.warn(f'no network "{net}" to delete', node)
         return
-    _cidr_add(cf, node, t, v, plen, value, net)
+    _cidr_add(cf, node, t, c.addr, c.prefix, value, net)
 
 
 def _range_entry(cf: Any, node: Node, ctx: _GeoCtx, key: str, value: str) -> None:
@@ -493,9 +279,8 @@ def _geo_block(cf: Any, node: Node, conf: Any) -> None:
             raise entry.error("invalid number of the geo parameters")
         key, value = words
         if key == "proxy":
-            fam, net, plen = _cidr_value(cf, entry, value)
-            bits = 32 if fam == _V4 else 128
-            ctx.proxies.append((fam, net, ((1 << plen) - 1) << (bits - plen)))
+            c = _cidr_value(cf, entry, value)
+            ctx.proxies.add(c.family, c.addr, c.mask)
             continue
         if ctx.ranges:
             _range_entry(cf, entry, ctx, key, value)
@@ -507,22 +292,24 @@ def _geo_block(cf: Any, node: Node, conf: Any) -> None:
 
 
 def _make_getter(ctx: _GeoCtx, src: Callable[["Request"], str | None] | None) -> Callable[["Request"], str]:
-    proxies = tuple(ctx.proxies)
+    proxies = ctx.proxies if ctx.proxies.v4 or ctx.proxies.v6 else None
     recursive = ctx.recursive
 
     def address(r: "Request") -> Addr:
         if src is None:
-            a = _client_addr(r)
+            a = addr_key(r.conn.client_addr)
         else:
             v = src(r)
             parsed = parse_addr(v) if v else None
             if parsed is None:
                 return _NO_ADDR  # nginx skips X-Forwarded-For then
             a = parsed
-        if proxies:
+        if proxies is not None:
             xff = [v for k, v in r.headers if k.lower() == "x-forwarded-for"]
             if xff:
-                a = forwarded_addr(a, xff, proxies, recursive)
+                new = forwarded_addr((a[0], a[1], 0), xff, proxies, recursive)
+                if new is not None:
+                    a = (new[0], new[1])
         return a
 
     if ctx.ranges:
@@ -530,8 +317,8 @@ def _make_getter(ctx: _GeoCtx, src: Callable[["Request"], str | None] | None) ->
         default = ctx.rng.default if ctx.rng.default is not None else ""
 
         def get_range(r: "Request") -> str:
-            fam, v = _as_v4(address(r))
-            if fam != _V4:
+            fam, v = unmap_v4(*address(r))
+            if fam != V4:
                 v = INADDR_NONE
             i = bisect_right(starts, v) - 1
             if i >= 0 and v <= ends[i]:
@@ -546,10 +333,10 @@ def _make_getter(ctx: _GeoCtx, src: Callable[["Request"], str | None] | None) ->
     find4, find6 = ctx.v4.find, ctx.v6.find
 
     def get_cidr(r: "Request") -> str:
-        fam, v = _as_v4(address(r))
-        if fam == _V6:
+        fam, v = unmap_v4(*address(r))
+        if fam == V6:
             return find6(v) or ""
-        return find4(v if fam == _V4 else INADDR_NONE) or ""
+        return find4(v if fam == V4 else INADDR_NONE) or ""
     return get_cidr
 
 

@@ -22,19 +22,18 @@ Invariants:
   (``map_hash_bucket_size`` too small for a key, ``map_hash_max_size: 0``)
   are reported without FILE:LINE, as nginx logs them.
 
-The helpers ``new_variable`` and ``pcre_error`` are shared with the geo and
-split_clients modules, which define their variables the same way.
+The helpers ``variable_name``, ``check_new_variable``, ``new_variable`` and
+``source_getter`` are shared with the geo and split_clients modules, which define their variables the same way.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-import regex
-
 from ...conf.errors import ConfError
 from ...conf.parser import Node
+from ...core import pcre
 from ...core.module import HTTP, TAKE1, TAKE2, Conf, Module, UNSET, dir, set_num
-from ..variables import ComplexValue
+from ..variables import ComplexValue, set_captures
 
 if TYPE_CHECKING:
     from ..request import Request
@@ -123,45 +122,7 @@ def source_getter(main: Any, node: Node, name: str) -> Callable[["Request"], "st
         # no variable can have this name: nginx reports it after the http
         # block, without a line
         raise ConfError(f'unknown "{name}" variable')
-    cv = main.variables.compile("${" + name + "}", node.file, node.line)
-    return cv.parts[0]  # type: ignore[no-any-return]
-
-
-# PCRE2's wording for the errors the ``regex`` package reports differently;
-# ``at`` says where nginx's "at" text starts relative to regex's position
-# (None: at the end of the pattern, where nginx prints no "at").
-_PCRE_ERRORS: dict[str, tuple[str, str]] = {
-    "missing )": ("missing closing parenthesis", "end"),
-    "unbalanced parenthesis": ("unmatched closing parenthesis", "pos"),
-    "unterminated character set": ("missing terminating ] for character class", "end"),
-    "multiple repeat": ("quantifier does not follow a repeatable item", "pos"),
-    "nothing to repeat": ("quantifier does not follow a repeatable item", "pos"),
-    "min repeat greater than max repeat": ("numbers out of order in {} quantifier", "brace"),
-    "bad character range": ("range out of order in character class", "before"),
-    "unknown extension": ("unrecognized character after (? or (?-", "pos"),
-    "invalid group reference": ("reference to non-existent subpattern", "before"),
-    "bad escape (end of pattern)": ("\\ at end of pattern", "end"),
-}
-
-
-def pcre_error(pattern: str, e: regex.error) -> str:
-    """An ``regex`` compile error in nginx's ``pcre2_compile() failed`` form."""
-    msg = getattr(e, "msg", str(e))
-    pos = getattr(e, "pos", None)
-    known = _PCRE_ERRORS.get(msg)
-    if known is None:
-        return f'pcre2_compile() failed: {msg} in "{pattern}"'
-    text, where = known
-    if where == "end" or pos is None:
-        return f'pcre2_compile() failed: {text} in "{pattern}"'
-    if where == "brace":
-        at = pattern.find("}", pos)
-        pos = at if at >= 0 else pos
-    elif where == "before":
-        pos = max(0, pos - 1)
-    if pos >= len(pattern):
-        return f'pcre2_compile() failed: {text} in "{pattern}"'
-    return f'pcre2_compile() failed: {text} in "{pattern}" at "{pattern[pos:]}"'
+    return main.variables.lookup(name, node.file, node.line)
 
 
 # --- conf --------------------------------------------------------------------------
@@ -326,14 +287,7 @@ class MapVar:
                     m = rx.search(val)
                     if m is None:
                         continue
-                    # ngx_http_regex_exec: only a regex with groups sets captures
-                    if rx.groups:
-                        r.captures = m
-                        if rx.groupindex:
-                            named = dict(r.named)
-                            for k, g in m.groupdict().items():
-                                named[k] = g if g is not None else ""
-                            r.named = named
+                    set_captures(r, rx, m)
                     return render(r, rv)
             return render(r, default)
         return get
@@ -407,13 +361,14 @@ def _map_block(cf: Any, node: Node, mcf: MapMainConf) -> None:
             default = value
             continue
         if key.startswith("~"):
-            pattern, flags = key[1:], regex.V0
-            if pattern.startswith("*"):
-                pattern, flags = pattern[1:], flags | regex.IGNORECASE
+            pattern = key[1:]
+            caseless = pattern.startswith("*")
+            if caseless:
+                pattern = pattern[1:]
             try:
-                rx = regex.compile(pattern, flags)
-            except regex.error as e:
-                raise entry.error(pcre_error(pattern, e)) from None
+                rx = pcre.compile(pattern, caseless)
+            except pcre.PcreError as e:
+                raise entry.error(e.message) from None
             if rx.groupindex:
                 variables.declare_named_captures(list(rx.groupindex))
             regexes.append((rx, value))

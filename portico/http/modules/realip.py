@@ -4,8 +4,8 @@ Directives ``set_real_ip_from``, ``real_ip_header``, ``real_ip_recursive``;
 variables ``$realip_remote_addr`` and ``$realip_remote_port``.
 
 Invariants:
-- Trusted addresses are parsed once into integer (mask, net) pairs per
-  family (nginx's ngx_cidr_t array); a hostname is resolved at
+- Trusted addresses are parsed once (``portico.core.inet``) into a
+  ``CidrSet``, nginx's ngx_cidr_t array; a hostname is resolved at
   configuration time, one exact entry per address, as nginx does.  A level
   with any ``set_real_ip_from`` of its own does not inherit its parent's.
 - The same handler runs in POST_READ (with the server{} level's conf: no
@@ -13,7 +13,8 @@ Invariants:
   it has replaced the address in a request it never runs again for that
   request, internal redirects included (nginx keeps the ctx in a pool
   cleanup).
-- The address is found by nginx's ngx_http_get_forwarded_addr: starting
+- The address is found by nginx's ngx_http_get_forwarded_addr
+  (``portico.core.inet.forwarded_addr``, shared with geo): starting
   from the connection's address, while the current address is trusted take
   the right-most element of the header; with ``real_ip_recursive on`` keep
   walking left, and over several X-Forwarded-For lines from the last one.
@@ -36,46 +37,18 @@ import socket
 from typing import Any
 
 from ...conf.parser import Node
+from ...core.inet import ALL32, ALL128, V4, V6, CidrSet, addr_key, forwarded_addr, ntop, ptocidr
 from ...core.module import (HTTP, LOCATION, SERVER, TAKE1, Conf, Module, UNSET, dir, set_flag)
 from ..request import DECLINED, Request
-from .access import ALL32, ALL128, addr_key, ntop, parse_addr_port, ptocidr
 
 HSL = frozenset({HTTP, SERVER, LOCATION})
 
 # real_ip_header kinds (nginx's NGX_HTTP_REALIP_*)
 XREALIP, XFWD, HEADER, PROXY = 0, 1, 2, 3
 
-OK_, DONE_, DECLINED_ = 0, 1, 2  # ngx_http_get_forwarded_addr results
-
-
-class Trusted:
-    """The set_real_ip_from list of one level, by family."""
-    __slots__ = ("v4", "v6", "unix")
-
-    def __init__(self) -> None:
-        self.v4: list[tuple[int, int]] = []
-        self.v6: list[tuple[int, int]] = []
-        self.unix = False
-
-    def match(self, fam: int, a: int) -> bool:
-        """ngx_cidr_match: an IPv4-mapped IPv6 address is an IPv4 one here."""
-        if fam == 6 and a >> 32 == 0xFFFF:
-            fam, a = 4, a & ALL32
-        if fam == 4:
-            for mask, net in self.v4:
-                if a & mask == net:
-                    return True
-            return False
-        if fam == 6:
-            for mask, net in self.v6:
-                if a & mask == net:
-                    return True
-            return False
-        return self.unix
-
 
 class RealIpLocConf(Conf):
-    trusted: Any = None  # Trusted | None
+    trusted: Any = None  # CidrSet | None
     header: tuple = (XREALIP, "")  # (kind, lower-cased name for HEADER)
     recursive: bool = False
 
@@ -88,17 +61,16 @@ def _set_real_ip_from(cf: Any, node: Node, conf: RealIpLocConf) -> None:
     value = node.args[0]
     t = conf.trusted
     if t is UNSET or t is None:
-        t = conf.trusted = Trusted()
+        t = conf.trusted = CidrSet()
     cf.main["realip"].used = True
     if value == "unix:":
         t.unix = True
         return
     c = ptocidr(value)
     if c is not None:
-        fam, net, mask, low_bits = c
-        if low_bits:
+        if c.low_bits:
             cf.cycle.warn(f"low address bits of {value} are meaningless", node)
-        (t.v4 if fam == 4 else t.v6).append((mask, net))
+        t.add(c.family, c.addr, c.mask)
         return
     # not an address: nginx resolves it as a host name (1.13.1), every
     # address found being trusted exactly, IPv4 ones first
@@ -112,9 +84,9 @@ def _set_real_ip_from(cf: Any, node: Node, conf: RealIpLocConf) -> None:
     if not v4 and not v6:
         raise node.error(f'host not found in set_real_ip_from "{value}"')
     for a in v4:
-        t.v4.append((ALL32, int.from_bytes(socket.inet_pton(socket.AF_INET, a), "big")))
+        t.add(V4, int.from_bytes(socket.inet_pton(socket.AF_INET, a), "big"), ALL32)
     for a in v6:
-        t.v6.append((ALL128, int.from_bytes(socket.inet_pton(socket.AF_INET6, a.partition("%")[0]), "big")))
+        t.add(V6, int.from_bytes(socket.inet_pton(socket.AF_INET6, a.partition("%")[0]), "big"), ALL128)
 
 
 def _real_ip_header(cf: Any, node: Node, conf: RealIpLocConf) -> None:
@@ -133,54 +105,6 @@ def _real_ip_header(cf: Any, node: Node, conf: RealIpLocConf) -> None:
                       "portico does not read the PROXY protocol yet", node)
     else:
         conf.header = (HEADER, value.lower())
-
-
-# --- the address walk --------------------------------------------------------------------
-
-def _forwarded_one(addr: tuple[int, int, int], xff: str, trusted: Trusted,
-                   recursive: bool) -> tuple[int, tuple[int, int, int]]:
-    """ngx_http_get_forwarded_addr_internal over one header value."""
-    found = False
-    end = len(xff)
-    while True:
-        if not trusted.match(addr[0], addr[1]):
-            return (DONE_ if found else DECLINED_), addr
-        p = end - 1
-        while p > 0 and xff[p] in " ,":  # drop trailing separators
-            p -= 1
-            end -= 1
-        while p > 0:  # back to the separator before the last element
-            if xff[p] in " ,":
-                p += 1
-                break
-            p -= 1
-        parsed = parse_addr_port(xff[p:end]) if p >= 0 and end > p else None
-        if parsed is None:
-            return (DONE_ if found else DECLINED_), addr
-        addr = parsed
-        found = True
-        end = p - 1
-        if not (recursive and p > 0):
-            return OK_, addr
-
-
-def forwarded_addr(addr: tuple[int, int, int], values: list[str], trusted: Trusted,
-                   recursive: bool) -> tuple[int, int, int] | None:
-    """ngx_http_get_forwarded_addr: several header lines are walked from the
-    last one; None when the address stays as it is (NGX_DECLINED)."""
-    rc = DECLINED_
-    found = False
-    for xff in reversed(values):
-        rc, addr = _forwarded_one(addr, xff, trusted, recursive)
-        if not recursive:
-            break
-        if rc == DECLINED_ and found:
-            rc = DONE_
-            break
-        if rc != OK_:
-            break
-        found = True
-    return None if rc == DECLINED_ else addr
 
 
 # --- phase handlers ----------------------------------------------------------------------

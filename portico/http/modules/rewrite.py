@@ -29,6 +29,7 @@ from ...core.module import (HTTP, LIF, LOCATION, MORE1, NOARGS, SERVER, SIF, TAK
 from .. import script
 from ..location import Location
 from ..request import DECLINED, DONE, Request
+from .map import check_new_variable
 from .static import content_type_for
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -122,16 +123,8 @@ class RewriteStep:
         self.add_args = add_args
 
     def __call__(self, r: Request, log: bool) -> int | None:
-        uri = r.uri
-        m = self.rx.search(uri)
-        if m is None:
-            if log:
-                r.log_error(logmod.NOTICE, f'"{self.pattern}" does not match "{uri}"')
-            r.captures = None
+        if script.regex_exec(r, self.rx, self.pattern, r.uri, log) is None:
             return None
-        if log:
-            r.log_error(logmod.NOTICE, f'"{self.pattern}" matches "{uri}"')
-        script.set_captures(r, self.rx, m)
         repl = self.repl
         quoted = repl.has_caps and script.uri_is_quoted(r)
         if self.redirect:
@@ -211,8 +204,8 @@ def _set(cf: Any, node: Node, conf: RewriteLocConf) -> None:
     name = next((k for k in variables.vars if k.lower() == low), low)
     handler = variables.setter(name)
     if handler is None:
-        if name in variables.vars and name not in variables.changeable:
-            raise node.error(f'the duplicate "{low}" variable')
+        # ngx_http_add_variable(CHANGEABLE), as for map, geo and split_clients
+        check_new_variable(main, node, target[1:])
         if name not in variables.vars:
             _declare_set_variable(variables, name)
     cv = variables.compile(node.args[1], node.file, node.line)

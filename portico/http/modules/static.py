@@ -22,6 +22,7 @@ from typing import Any
 from ...conf.parser import Node
 from ...core import log as logmod
 from ...core.module import HSL, MORE1, Conf, Module, UNSET, dir
+from ..uri import ESCAPE_URI, escape
 from ..request import DECLINED, FileBuf, OK, Request
 
 # ngx_http_static_handler: anything else (EPERM, EIO...) is a 500 logged at crit
@@ -55,24 +56,6 @@ def content_type_for(r: Request, uri: str) -> str:
         if t is not None:
             return t
     return core.default_type
-
-
-# ngx_escape_uri(NGX_ESCAPE_URI): controls, space, '#', '%', '?', DEL and non-ASCII
-_URI_ESCAPE = frozenset(list(range(0x21)) + [0x23, 0x25, 0x3F] + list(range(0x7F, 0x100)))
-
-
-def escape_uri(uri: str) -> str:
-    """nginx's ngx_escape_uri(..., NGX_ESCAPE_URI), upper-case hex, byte-wise."""
-    raw = uri.encode("utf-8", "surrogateescape")
-    if not any(b in _URI_ESCAPE for b in raw):
-        return uri
-    out = bytearray()
-    for b in raw:
-        if b in _URI_ESCAPE:
-            out += b"%%%02X" % b
-        else:
-            out.append(b)
-    return out.decode("latin-1")
 
 
 def etag_for(st: os.stat_result) -> str:
@@ -110,7 +93,7 @@ def static_handler(r: Request) -> int:
         if r.body is not None:
             r.body.discard()
         # nginx escapes the decoded URI (NGX_ESCAPE_URI), adds '/' and the raw args
-        uri = escape_uri(r.uri) + "/"
+        uri = escape(r.uri, ESCAPE_URI) + "/"
         if r.args:
             uri += "?" + r.args
         r.hout.location = uri

@@ -431,7 +431,9 @@ class H1Connection(H1Writer, asyncio.Protocol):
             srv, m = self.table.default, None
         r = Request(self, self.http, method, target.raw_uri, target.uri, target.args, version,
                     headers, hin, host or "")
-        r.request_line = f"{method} {target.raw_uri} {version}"
+        # $request is the line as sent: an absolute-form target keeps its authority
+        line_target = target.raw_uri if target.host is None else raw.decode("utf-8", "surrogateescape")
+        r.request_line = f"{method} {line_target} {version}"
         r.request_length = hdr_bytes + len(method) + 14
         r.server = srv
         if m is not None:
