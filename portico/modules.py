@@ -25,11 +25,27 @@ def all_modules() -> list[Module]:
     from .http.modules.realip import RealIpModule
     from .http.modules.split_clients import SplitClientsModule
     from .http.modules.try_files import TryFilesModule
+    from .http.modules.addition import AdditionModule
+    from .http.modules.autoindex import AutoindexModule
+    from .http.modules.brotli import BrotliModule
+    from .http.modules.charset import CharsetModule
+    from .http.modules.empty_gif import EmptyGifModule
+    from .http.modules.gunzip import GunzipModule
+    from .http.modules.gzip import GzipModule
+    from .http.modules.gzip_static import GzipStaticModule
+    from .http.modules.limit_conn import LimitConnModule
+    from .http.modules.limit_req import LimitReqModule
+    from .http.modules.random_index import RandomIndexModule
+    from .http.modules.sub import SubModule
+    from .http.modules.zstd import ZstdModule
     # nginx's ngx_modules[] order (auto/modules): it fixes phase-handler order
-    return [CoreModule(), HttpCoreModule(), LogModule(), StaticModule(), IndexModule(),
-            TryFilesModule(), AccessModule(), RealIpModule(), GeoModule(), MapModule(),
-            SplitClientsModule(), DavModule(), RewriteModule(), StubStatusModule(), HeadersModule(),
-            RangeModule()]
+    # (filters are ordered by phases.HEADER_ORDER / BODY_ORDER instead)
+    return [CoreModule(), HttpCoreModule(), LogModule(), StaticModule(), GzipStaticModule(),
+            DavModule(), AutoindexModule(), IndexModule(), RandomIndexModule(), TryFilesModule(),
+            AccessModule(), LimitConnModule(), LimitReqModule(), RealIpModule(), GeoModule(), MapModule(),
+            SplitClientsModule(), RewriteModule(), EmptyGifModule(), StubStatusModule(),
+            HeadersModule(), RangeModule(), GzipModule(), BrotliModule(), ZstdModule(), CharsetModule(),
+            SubModule(), AdditionModule(), GunzipModule()]
 
 
 def registry() -> Registry:

@@ -29,10 +29,10 @@ PHASES = ("post_read", "server_rewrite", "find_config", "rewrite", "post_rewrite
           "access", "post_access", "precontent", "content")
 
 #: header filters, in call order (first called first)
-HEADER_ORDER = ("not_modified", "headers", "addition", "sub_filter", "charset", "gzip", "brotli",
-                "zstd", "range")
+HEADER_ORDER = ("not_modified", "headers", "gunzip", "addition", "sub_filter", "charset", "zstd", "brotli",
+                "gzip", "range")
 #: body filters, in call order
-BODY_ORDER = ("range", "addition", "sub_filter", "charset", "gzip", "brotli", "zstd")
+BODY_ORDER = ("range", "gunzip", "addition", "sub_filter", "charset", "zstd", "brotli", "gzip")
 
 
 class Engine:
@@ -40,9 +40,10 @@ class Engine:
         self.http = http
         self.handlers: list[tuple[Callable[..., bool], Any, int]] = []
         self.phase_start: dict[str, int] = {}
-        # nginx walks content handlers in reverse registration order, so the
-        # static module (registered first) always answers last.
-        self.content_handlers: list[Any] = list(http.phases.get("content", []))
+        # nginx runs each phase's handlers in reverse registration order
+        # (ngx_http_init_phase_handlers), so the static module, registered
+        # first, always answers last.
+        self.content_handlers: list[Any] = list(reversed(http.phases.get("content", [])))
         static = getattr(http, "content_static", None)
         if static is not None:
             self.content_handlers.append(static)
@@ -67,7 +68,7 @@ class Engine:
             elif phase == "content":
                 entries = [(content_checker, None)]
             else:
-                entries = [(checkers[phase], h) for h in http.phases.get(phase, [])]
+                entries = [(checkers[phase], h) for h in reversed(http.phases.get(phase, []))]
             plan.append((phase, entries))
         idx = 0
         for phase, entries in plan:

@@ -1,0 +1,11 @@
+"""zstd: the zstd filter and zstd_static (helper fills this in)."""
+from __future__ import annotations
+
+from ...core.module import Module
+
+
+class ZstdModule(Module):
+    name = "zstd"
+    nginx_name = "zstd-nginx-module"
+    is_http = True
+    directives = []
