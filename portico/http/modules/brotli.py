@@ -6,6 +6,6 @@ from ...core.module import Module
 
 class BrotliModule(Module):
     name = "brotli"
-    nginx_name = "ngx_brotli"
+    nginx_name = "ngx_http_brotli_filter_module"
     is_http = True
     directives = []

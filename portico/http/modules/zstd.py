@@ -6,6 +6,6 @@ from ...core.module import Module
 
 class ZstdModule(Module):
     name = "zstd"
-    nginx_name = "zstd-nginx-module"
+    nginx_name = "ngx_http_zstd_filter_module"
     is_http = True
     directives = []
