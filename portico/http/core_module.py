@@ -16,6 +16,7 @@ from typing import Any
 from ..conf.errors import ConfError
 from ..conf.parser import Node
 from ..core import log as logmod
+from ..core import values
 from ..core import pcre
 from ..core.module import (HTTP, LOCATION, MAIN, MORE1, MORE2, NOARGS, SERVER, TAKE1, TAKE12,
                            Conf, Factory, Module, UNSET, dir, ignore, set_bufs, set_flag,
@@ -101,8 +102,8 @@ class CoreLocConf(Conf):
     msie_refresh: bool = False
     chunked_transfer_encoding: bool = True
     max_ranges: int | None = None
-    limit_rate: int = 0
-    limit_rate_after: int = 0
+    limit_rate: Any = 0  # int, or a ComplexValue giving a size (nginx 1.17+)
+    limit_rate_after: Any = 0
     postpone_output: int = 1460
     output_buffers: tuple = (2, 32768)
     error_log: Any = None  # ErrorLog for this level (None -> cycle log)
@@ -437,6 +438,23 @@ def _http_error_log(cf: Any, node: Node, conf: CoreLocConf) -> None:
     cf.cycle.extra_logs = getattr(cf.cycle, "extra_logs", []) + [conf.error_log]
 
 
+def set_size_value(attr: str) -> Any:
+    """ngx_http_set_complex_value_size_slot: a size, or a string with
+    variables evaluated per request (``size_value``)."""
+    def setter(cf: Any, node: Node, conf: Any) -> None:
+        if getattr(conf, attr) is not UNSET:
+            raise node.error(f'"{node.name}" directive is duplicate')
+        cv = cf.extra["http"].variables.compile(node.args[0], node.file, node.line)
+        if cv.const is None:
+            setattr(conf, attr, cv)
+            return
+        n = values.parse_size(cv.const)
+        if n is None:
+            raise node.error(f'"{node.name}" directive invalid value')
+        setattr(conf, attr, n)
+    return setter
+
+
 def _satisfy(cf: Any, node: Node, conf: CoreLocConf) -> None:
     set_enum("satisfy", {"all": "all", "any": "any"})(cf, node, conf)
 
@@ -499,8 +517,8 @@ class HttpCoreModule(Module):
         dir("msie_refresh", HSL, TAKE1, set_flag("msie_refresh")),
         dir("chunked_transfer_encoding", HSL, TAKE1, set_flag("chunked_transfer_encoding")),
         dir("max_ranges", HSL, TAKE1, set_num("max_ranges")),
-        dir("limit_rate", HSL | {"lif"}, TAKE1, set_size("limit_rate")),
-        dir("limit_rate_after", HSL | {"lif"}, TAKE1, set_size("limit_rate_after")),
+        dir("limit_rate", HSL | {"lif"}, TAKE1, set_size_value("limit_rate")),
+        dir("limit_rate_after", HSL | {"lif"}, TAKE1, set_size_value("limit_rate_after")),
         dir("postpone_output", HSL, TAKE1, set_size("postpone_output")),
         dir("output_buffers", HSL, (2, 2), set_bufs("output_buffers")),
         dir("error_log", HSL, MORE1, _http_error_log),

@@ -32,7 +32,7 @@ PHASES = ("post_read", "server_rewrite", "find_config", "rewrite", "post_rewrite
 HEADER_ORDER = ("not_modified", "headers", "gunzip", "addition", "sub_filter", "charset", "zstd", "brotli",
                 "gzip", "range")
 #: body filters, in call order
-BODY_ORDER = ("range", "gunzip", "addition", "sub_filter", "charset", "zstd", "brotli", "gzip")
+BODY_ORDER = ("range", "trailers", "gunzip", "addition", "sub_filter", "charset", "zstd", "brotli", "gzip")
 
 
 class Engine:

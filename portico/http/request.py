@@ -17,13 +17,13 @@ Invariants:
 """
 from __future__ import annotations
 
-import base64
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..core import log as logmod
 from .response import NO_KEEPALIVE, HeadersOut, error_page_body, wants_msie_padding
+from .variables import size_value
 
 if TYPE_CHECKING:
     from .core_module import HttpMain
@@ -75,7 +75,11 @@ class Request:
     allow_ranges = False
     chunked = False
     log_status: int | None = None
-    limit_rate = 0
+    limit_rate = 0  # bytes/s; fixed at the first write unless $limit_rate was set
+    limit_rate_set = False
+    limit_rate_after = 0
+    rate_sent = 0  # bytes the writer has passed on under limit_rate
+    expect_trailers = False  # add_trailer applies: chunked on HTTP/1.1
     access_code: int | None = None
     _rid: str | None = None
     content_length: int | None = None
@@ -114,43 +118,6 @@ class Request:
         self.pool_cleanup.append(fn)
 
     # --- request data ------------------------------------------------------------
-    def arg(self, name: str) -> str | None:
-        """$arg_NAME: the first argument with that name (case-insensitive), raw."""
-        if not self.args:
-            return None
-        low = name.lower()
-        for part in self.args.split("&"):
-            k, sep, v = part.partition("=")
-            if k.lower() == low:
-                return v if sep else ""
-        return None
-
-    def cookie(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() != "cookie":
-                continue
-            for part in v.replace(",", ";").split(";"):
-                ck, sep, cv = part.strip().partition("=")
-                if sep and ck.lower() == name.lower():
-                    return cv
-        return None
-
-    def remote_user(self) -> str | None:
-        auth = self.hin.get("authorization")
-        if not auth or not auth[:6].lower() == "basic ":
-            return None
-        try:
-            user = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8", "surrogateescape")
-        except Exception:
-            return None
-        return user.partition(":")[0]
-
-    def body_bytes(self) -> bytes | None:
-        b = self.body
-        if b is None:
-            return None
-        return b.in_memory()
-
     def request_id(self) -> str:
         if self._rid is None:
             self._rid = os.urandom(16).hex()
@@ -351,6 +318,17 @@ class Request:
         return True
 
     # --- output --------------------------------------------------------------------
+    def init_rate(self) -> None:
+        """ngx_http_write_filter's first pass: the location's limit_rate and
+        limit_rate_after, unless ``set $limit_rate`` chose the rate already.
+        Called by the protocol when the header is written."""
+        core = self.loc.core
+        if not self.limit_rate_set:
+            self.limit_rate = size_value(self, core.limit_rate) if core.limit_rate else 0
+            self.limit_rate_set = True
+        if core.limit_rate_after:
+            self.limit_rate_after = size_value(self, core.limit_rate_after)
+
     def send_header(self) -> None:
         if self.header_sent:
             return

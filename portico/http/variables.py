@@ -588,11 +588,8 @@ def _builtin() -> dict[str, Getter]:
 
     def limit_rate(r: "Request") -> str:
         # r->limit_rate: 0 until set, or until the first write applies the
-        # location's limit_rate
-        v = r.limit_rate
-        if not v and r.header_sent and r.loc is not None:
-            v = r.loc.core.limit_rate or 0
-        return str(v)
+        # location's limit_rate (Request.init_rate)
+        return str(r.limit_rate)
 
     def body_bytes_sent(r: "Request") -> str:
         return str(r.body_bytes_sent)
@@ -716,6 +713,18 @@ def _tcpinfo(r: "Request", index: int) -> str | None:
     return str(int.from_bytes(raw[8 + 4 * index:12 + 4 * index], sys.byteorder))
 
 
+def size_value(r: "Request", v: Any) -> int:
+    """ngx_http_complex_value_size(r, v, 0): a bad size logs and counts as 0."""
+    if isinstance(v, int):
+        return v
+    text = v.eval(r)
+    n = values.parse_size(text)
+    if n is None:
+        r.log_error(logmod.ERROR, f'invalid size "{text}"')
+        return 0
+    return n
+
+
 # --- set handlers (nginx's set_handler of changeable core variables) -----------------
 
 def _set_args(r: "Request", v: str) -> None:
@@ -728,6 +737,7 @@ def _set_limit_rate(r: "Request", v: str) -> None:
         r.log_error(logmod.ERROR, f'invalid $limit_rate "{v}"')
         return
     r.limit_rate = n
+    r.limit_rate_set = True
 
 
 _SETTERS: dict[str, Setter] = {"args": _set_args, "limit_rate": _set_limit_rate}

@@ -104,7 +104,29 @@ def headers_filter(r: Request, next: Any) -> None:
                 h.etag = v or None
             elif v:
                 h.headers.append((name, v))
+    # ngx_http_headers_filter: a trailer that will apply makes the response
+    # chunked (the writer drops Content-Length for it on HTTP/1.1)
+    for _name, _value, always in hc.trailers:
+        if always or status in _OK_STATUSES:
+            r.expect_trailers = True
+            break
     next(r)
+
+
+def trailers_filter(r: Request, bufs: list[Any], last: bool, next: Any) -> None:
+    """ngx_http_trailers_filter: on the last buffer, the add_trailer values
+    (empty ones skipped) become ``hout.trailers``, which the chunked writer
+    sends after the last chunk."""
+    if last and r.expect_trailers:
+        status = r.hout.status
+        out = list(r.hout.trailers)
+        for name, value, always in r.loc.headers.trailers:
+            if always or status in _OK_STATUSES:
+                v = value.eval(r)
+                if v:
+                    out.append((name, v))
+        r.hout.trailers = out
+    next(r, bufs, last)
 
 
 def _set_expires(r: Request, exp: tuple[str, float]) -> None:
@@ -274,11 +296,13 @@ class HeadersModule(Module):
     loc_conf = HeadersLocConf
     directives = [
         dir("add_header", HSL | {"lif"}, (2, 3), _add_header),
-        dir("add_trailer", HSL | {"lif"}, (2, 3), _add_header, status="partial"),
+        dir("add_trailer", HSL | {"lif"}, (2, 3), _add_header),
         dir("expires", HSL | {"lif"}, TAKE12, _expires),
     ]
 
     def postconfiguration(self, http: Any) -> None:
         http.header_filters.append(("headers", headers_filter,
-                                    lambda loc: bool(loc.headers.headers) or loc.headers.expires is not None))
+                                    lambda loc: bool(loc.headers.headers or loc.headers.trailers)
+                                    or loc.headers.expires is not None))
+        http.body_filters.append(("trailers", trailers_filter, lambda loc: bool(loc.headers.trailers)))
         http.header_filters.append(("not_modified", not_modified_filter))

@@ -65,7 +65,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "table", "srvconf", "_url", "_req", "_dupfd",
                  "_sending", "_sock_fd", "_lingering", "_wbuf", "_host_raw",
                  "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
-                 "_resume", "_parked", "_method")
+                 "_resume", "_parked", "_method", "_rate_timer")
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
         self._resume = resume  # a worker.Parked when this is a parked connection coming back
@@ -90,6 +90,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._req: Request | None = None
         self._dupfd = -1
         self._sending = False
+        self._rate_timer: Any = None
         self._sock_fd = -1
         self._lingering = False
         self._wbuf: list[Any] = []

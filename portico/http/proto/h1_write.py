@@ -11,6 +11,11 @@ Invariants:
   because uvloop refuses add_writer on a transport's own fd.
 - ``_DONE`` reaching the head of ``outq`` means the response was handed to
   the kernel: the connection's ``_finish`` logs it and moves on.
+- ``limit_rate`` (ngx_http_write_filter): a rate-limited response goes
+  through ``outq`` only; each pass may send ``rate * (whole seconds since
+  the request began + 1) - (sent - limit_rate_after)`` bytes, then waits the
+  time those bytes are worth at the rate (``_rate_timer``, which also holds
+  ``_sending`` so nothing else writes meanwhile).
 
 ``H1Writer`` is a mixin of ``H1Connection``: it uses the connection's state
 (``transport``, ``outq``, ``_wbuf``, ``paused``, ``current``...) and declares
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 from ...core import log as logmod
@@ -48,6 +54,7 @@ class H1Writer:
     timeout_kind: str
     _dupfd: int
     _sock_fd: int
+    _rate_timer: Any
 
     # --- output ------------------------------------------------------------------------------
     def send_head(self, r: Request) -> None:
@@ -60,6 +67,9 @@ class H1Writer:
             return
         if r.header_only or no_body:
             r.chunked = False
+        elif r.expect_trailers and r.version == "HTTP/1.1" and core.chunked_transfer_encoding:
+            h.content_length = None  # ngx_http_chunked_header_filter: trailers need chunks
+            r.chunked = True
         elif h.content_length is None:
             if r.version == "HTTP/1.1" and core.chunked_transfer_encoding:
                 r.chunked = True
@@ -109,7 +119,11 @@ class H1Writer:
         r.bytes_sent += len(data)
         if no_body:
             r.header_only = True
-        self._write(data)
+        r.init_rate()
+        if r.limit_rate:
+            self.outq.append(data)  # the header counts against the rate too
+        else:
+            self._write(data)
 
     def send_body(self, r: Request, bufs: list[Any], last: bool) -> None:
         if r.done:
@@ -139,7 +153,11 @@ class H1Writer:
                     else:
                         self._write(b)
             if last and chunked:
-                self._write(b"0\r\n\r\n")
+                if h_trailers := r.hout.trailers:
+                    self._write(("0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h_trailers) + "\r\n")
+                                .encode("utf-8", "surrogateescape"))
+                else:
+                    self._write(b"0\r\n\r\n")
         if last:
             self.outq.append(_DONE(r))
         self._pump()
@@ -148,7 +166,7 @@ class H1Writer:
         # Coalesce: bytes wait in _wbuf until _flush (end of the request's
         # synchronous work, before a sendfile, before closing), so a small
         # response is a single send().
-        if self.outq or self._sending:
+        if self.outq or self._sending or (self.current is not None and self.current.limit_rate):
             self.outq.append(data)
         else:
             self._wbuf.append(data)
@@ -170,6 +188,11 @@ class H1Writer:
                 q.pop(0)
                 self._finish(item.r)
                 continue
+            r = self.current
+            if r is not None and r.limit_rate:
+                if not self._send_limited(r, item):
+                    break
+                continue
             if isinstance(item, FileBuf):
                 if not self._send_file(item):
                     break
@@ -179,6 +202,65 @@ class H1Writer:
             self._wbuf.append(item)
         if self._wbuf and not self.closing:
             self._flush()
+
+    def _send_limited(self, r: Request, item: Any) -> bool:
+        """One ngx_http_write_filter pass under limit_rate: send what the rate
+        allows of the head of ``outq``; False when waiting (timer or socket)."""
+        rate = r.limit_rate
+        after = r.limit_rate_after
+        sent = r.rate_sent
+        limit = rate * (int(time.time()) - int(r.start_time) + 1) - (sent - after)
+        if limit <= 0:
+            self._rate_wait((-limit * 1000 // rate + 1) / 1000)
+            return False
+        core = r.loc.core
+        if core.sendfile_max_chunk and core.sendfile_max_chunk < limit:
+            limit = core.sendfile_max_chunk
+        if isinstance(item, FileBuf):
+            if item.size > limit:
+                part = FileBuf(item.fd, item.offset, limit)
+                item.offset += limit
+                item.size -= limit
+            else:
+                part = item
+                self.outq.pop(0)
+            n = part.size
+            if not self._send_file(part):
+                # the socket is full: put the rest back at the head
+                if part is not item:
+                    item.offset -= part.size
+                    item.size += part.size
+                else:
+                    self.outq.insert(0, part)
+                n -= part.size
+                r.rate_sent += n
+                return False
+        else:
+            if len(item) > limit:
+                self.outq[0] = item[limit:]
+                item = item[:limit]
+            else:
+                self.outq.pop(0)
+            n = len(item)
+            self._wbuf.append(item)
+            self._flush()
+        r.rate_sent = sent + n
+        # the pause those bytes are worth, counting only what lies past
+        # limit_rate_after
+        delay = (max(0, sent + n - after) - max(0, sent - after)) * 1000 // rate
+        if delay > 0:
+            self._rate_wait(delay / 1000)
+            return False
+        return True
+
+    def _rate_wait(self, seconds: float) -> None:
+        self._sending = True
+        self._rate_timer = self.worker.loop.call_later(seconds, self._rate_resume)
+
+    def _rate_resume(self) -> None:
+        self._rate_timer = None
+        self._sending = False
+        self._pump()
 
     def _send_file(self, fb: FileBuf) -> bool:
         """Send what the socket takes; True when the region is done."""
@@ -269,6 +351,9 @@ class H1Writer:
 
     def _cleanup_out(self) -> None:
         self.outq.clear()
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+            self._rate_timer = None
 
 
 _STATUS_LINES: dict[int, str] = {}
