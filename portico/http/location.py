@@ -29,6 +29,8 @@ class LocConfs:
 
     header_chain: Any = None
     body_chain: Any = None
+    body_pre_chain: Any = None  # a subrequest's: the filters above "postpone" (phases.BODY_ORDER)
+    body_post_chain: Any = None  # the filters below "postpone"
 
     def __init__(self, confs: dict[str, Any]) -> None:
         self.__dict__.update(confs)

@@ -31,8 +31,13 @@ PHASES = ("post_read", "server_rewrite", "find_config", "rewrite", "post_rewrite
 #: header filters, in call order (first called first)
 HEADER_ORDER = ("not_modified", "headers", "gunzip", "addition", "sub_filter", "charset", "zstd", "brotli",
                 "gzip", "range")
-#: body filters, in call order
-BODY_ORDER = ("range", "trailers", "gunzip", "addition", "sub_filter", "charset", "zstd", "brotli", "gzip")
+#: body filters, in call order.  "postpone" is nginx's postpone filter: a
+#: subrequest's output runs through the filters above it with the
+#: subrequest's own configuration, then joins the main request's stream
+#: below it (``LocConfs.body_post_chain``), so it is compressed once, with
+#: the main response.
+BODY_ORDER = ("range", "trailers", "gunzip", "addition", "sub_filter", "charset", "postpone", "zstd",
+              "brotli", "gzip")
 
 
 class Engine:
@@ -94,12 +99,13 @@ class Engine:
                 chain = _bind_header(e[1], chain)
         return chain
 
-    def _compose_body(self, http: "HttpMain", loc: Any = None) -> Callable[[Request, list[Any], bool], None]:
+    def _compose_body(self, http: "HttpMain", loc: Any = None,
+                      order: tuple[str, ...] = BODY_ORDER) -> Callable[[Request, list[Any], bool], None]:
         def final(r: Request, bufs: list[Any], last: bool) -> None:
             r.conn.send_body(r, bufs, last)
         chain: Callable[[Request, list[Any], bool], None] = final
         registered = {e[0]: e for e in http.body_filters}
-        for name in reversed(BODY_ORDER):
+        for name in reversed(order):
             e = registered.get(name)
             if e is not None and (loc is None or len(e) < 3 or e[2](loc)):
                 chain = _bind_body(e[1], chain)
@@ -111,6 +117,9 @@ class Engine:
         location per Cycle; stored on the LocConfs)."""
         loc.header_chain = self._compose_header(self.http, loc)
         loc.body_chain = self._compose_body(self.http, loc)
+        split = BODY_ORDER.index("postpone")
+        loc.body_pre_chain = self._compose_body(self.http, loc, BODY_ORDER[:split])
+        loc.body_post_chain = self._compose_body(self.http, loc, BODY_ORDER[split + 1:])
 
     # --- running ---------------------------------------------------------------------
     def run(self, r: Request) -> None:

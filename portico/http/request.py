@@ -349,11 +349,11 @@ class Request:
         """Push body buffers (bytes or FileBuf) through the body filter chain."""
         if self.discard_output:
             return
-        chain = self.loc.body_chain
-        if chain is None:
-            self.http.engine.chains_for(self.loc)
-            chain = self.loc.body_chain
-        chain(self, bufs or [], last)
+        loc = self.loc
+        if loc.body_chain is None:
+            self.http.engine.chains_for(loc)
+        # a subrequest's output joins its parent's stream at "postpone"
+        (loc.body_pre_chain if self.internal_sub else loc.body_chain)(self, bufs or [], last)
 
     def redirect_url(self, path: str) -> str:
         """Build an absolute Location as nginx does for relative redirects."""
