@@ -78,6 +78,7 @@ class Cycle:
         self.zones: dict[str, Any] = {}  # name -> (size, owner description)
         self.log = logmod.ErrorLog.to_stderr()
         self.warnings: list[str] = []
+        self.infos: list[str] = []  # written to the error log at info once it is open
 
     def full_path(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.prefix, path)
@@ -85,6 +86,10 @@ class Cycle:
     def warn(self, msg: str, node: Node | None = None) -> None:
         where = f" in {node.file}:{node.line}" if node is not None else ""
         self.warnings.append(f"{msg}{where}")
+
+    def info(self, msg: str, node: Node | None = None) -> None:
+        where = f" in {node.file}:{node.line}" if node is not None else ""
+        self.infos.append(f"{msg}{where}")
 
     def load(self) -> None:
         for mod in self.registry.modules:
@@ -108,6 +113,8 @@ class Cycle:
         self.log.open()
         for el in getattr(self, "extra_logs", []):
             el.open()
+        for m in self.infos:
+            self.log.log(logmod.INFO, m)
         for lf in getattr(self, "log_files", []):
             lf.open()
 

@@ -20,7 +20,7 @@ from ..core import values
 from ..core import pcre
 from ..core.module import (HTTP, LOCATION, MAIN, MORE1, MORE2, NOARGS, SERVER, TAKE1, TAKE12,
                            Conf, Factory, Module, UNSET, dir, ignore, set_bufs, set_flag,
-                           set_msec, set_num, set_off_size, set_size, set_str, set_enum)
+                           set_msec, set_num, set_off_size, set_sec, set_size, set_str, set_enum)
 from .listen import ListenOpt, ListenSpec, parse_listen
 from .location import Location
 from .server import Server, ServerTable
@@ -111,6 +111,12 @@ class CoreLocConf(Conf):
     handler: Any = None  # exclusive content handler set by return/proxy_pass/...
     resolver: Any = None
     resolver_timeout: float = 30.0
+    open_file_cache: Any = None  # open_file.OpenFileCache, shared by the levels inheriting it
+    open_file_cache_valid: float = 60.0
+    open_file_cache_min_uses: int = 1
+    open_file_cache_errors: bool = False
+    disable_symlinks: str = "off"  # off | on | if_not_owner
+    disable_symlinks_from: Any = None  # ComplexValue
 
     def merge(self, parent: Conf | None) -> None:
         # nginx's locations never inherit the exclusive content handler.
@@ -455,6 +461,44 @@ def set_size_value(attr: str) -> Any:
     return setter
 
 
+def _open_file_cache(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    from .open_file import cache_setting
+    if conf.open_file_cache is not UNSET:
+        raise node.error('"open_file_cache" directive is duplicate')
+    conf.open_file_cache = cache_setting(cf, node)
+
+
+def _disable_symlinks(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    """ngx_http_disable_symlinks: off | on | if_not_owner, [from=PART]."""
+    if conf.disable_symlinks is not UNSET:
+        raise node.error('"disable_symlinks" directive is duplicate')
+    mode, frm = None, None
+    for a in node.args:
+        if a in ("off", "on", "if_not_owner"):
+            if mode is not None:
+                raise node.error(f'duplicate parameters "{mode} {a}"')
+            mode = a
+        elif a.startswith("from="):
+            if frm is not None:
+                raise node.error(f'invalid parameter "{a}"')
+            frm = cf.extra["http"].variables.compile(a[5:], node.file, node.line)
+        else:
+            raise node.error(f'invalid parameter "{a}"')
+    if mode is None:
+        raise node.error(f'"{node.name}" must have "off", "on" or "if_not_owner" parameter')
+    if mode == "off" and frm is not None:
+        raise node.error('"from=" cannot be used with "off" parameter')
+    conf.disable_symlinks = mode
+    conf.disable_symlinks_from = frm
+
+
+def _not_applicable(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    """directio, aio: accepted; Portico reads files through the page cache
+    with sendfile/pread, so they change nothing (said once, at info level)."""
+    if node.args[0] != "off":
+        cf.cycle.info(f'"{node.name} {node.args[0]}" is not applicable in portico, ignored', node)
+
+
 def _satisfy(cf: Any, node: Node, conf: CoreLocConf) -> None:
     set_enum("satisfy", {"all": "all", "any": "any"})(cf, node, conf)
 
@@ -525,17 +569,17 @@ class HttpCoreModule(Module):
         dir("satisfy", HSL, TAKE1, _satisfy),
         dir("resolver", HSL, MORE1, ignore, "none", status="partial"),
         dir("resolver_timeout", HSL, TAKE1, set_msec("resolver_timeout")),
-        dir("directio", HSL, TAKE1, ignore, "none"),
+        dir("directio", HSL, TAKE1, _not_applicable),
         dir("directio_alignment", HSL, TAKE1, ignore, "none"),
-        dir("aio", HSL, TAKE1, ignore, "none"),
-        dir("aio_write", HSL, TAKE1, ignore, "none"),
+        dir("aio", HSL | {"lif"}, TAKE1, _not_applicable),
+        dir("aio_write", HSL, TAKE1, _not_applicable),
         dir("read_ahead", HSL, TAKE1, ignore, "none"),
-        dir("open_file_cache", HSL, (1, 2), ignore, "none", status="partial"),
-        dir("open_file_cache_valid", HSL, TAKE1, ignore, "none", status="partial"),
-        dir("open_file_cache_min_uses", HSL, TAKE1, ignore, "none", status="partial"),
-        dir("open_file_cache_errors", HSL, TAKE1, ignore, "none", status="partial"),
-        dir("open_file_cache_events", HSL, TAKE1, ignore, "none", status="partial"),
-        dir("disable_symlinks", HSL, (1, 2), ignore, "none", status="partial"),
+        dir("open_file_cache", HSL, (1, 2), _open_file_cache),
+        dir("open_file_cache_valid", HSL, TAKE1, set_sec("open_file_cache_valid")),
+        dir("open_file_cache_min_uses", HSL, TAKE1, set_num("open_file_cache_min_uses")),
+        dir("open_file_cache_errors", HSL, TAKE1, set_flag("open_file_cache_errors")),
+        dir("open_file_cache_events", HSL, TAKE1, ignore, "none"),
+        dir("disable_symlinks", HSL, (1, 2), _disable_symlinks),
         dir("subrequest_output_buffer_size", HSL, TAKE1, ignore, "none"),
         dir("connection_pool_size", HS, TAKE1, ignore, "none"),
         dir("request_pool_size", HS, TAKE1, ignore, "none"),

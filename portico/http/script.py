@@ -24,13 +24,13 @@ Invariants:
 from __future__ import annotations
 
 import errno
-import os
 import stat
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import log as logmod
 from ..core import pcre
 from . import uri
+from .open_file import stat_file
 from .request import DECLINED
 from .variables import is_capture, set_captures
 
@@ -205,11 +205,12 @@ def compile_condition(variables: "Variables", node: Any) -> Cond:
 
 
 def _file_test(cv: "ComplexValue", kind: str, negate: bool) -> Cond:
-    """ngx_http_script_file_code: stat() the path (following symlinks)."""
+    """ngx_http_script_file_code: stat() the path, through the location's
+    open_file_cache and disable_symlinks."""
     def test(r: "Request", log: bool) -> bool:
         path = cv.eval(r)
         try:
-            st = os.stat(path)
+            st = stat_file(r, path)
         except OSError as e:
             if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
                 r.log_error(logmod.CRIT, f'stat() "{path}" failed ({e.errno}: {e.strerror})')

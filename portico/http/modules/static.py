@@ -23,6 +23,7 @@ from ...conf.parser import Node
 from ...core import log as logmod
 from ...core.module import HSL, MORE1, Conf, Module, UNSET, dir
 from ..uri import ESCAPE_URI, escape
+from ..open_file import open_file, stat_file
 from ..request import DECLINED, FileBuf, OK, Request
 
 # ngx_http_static_handler: anything else (EPERM, EIO...) is a 500 logged at crit
@@ -80,16 +81,13 @@ def static_handler(r: Request) -> int:
     if path is None:
         return 500
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # the descriptor lives until the request ends (a cleanup or the cache)
+        fd, st = open_file(r, path)
     except OSError as e:
         return _open_error(r, e, path)
-    try:
-        st = os.fstat(fd)
-    except OSError as e:
-        os.close(fd)
-        return _open_error(r, e, path)
+    except ValueError:  # an embedded NUL: no such file
+        return _open_error(r, OSError(errno.ENOENT, os.strerror(errno.ENOENT)), path)
     if stat.S_ISDIR(st.st_mode):
-        os.close(fd)
         if r.body is not None:
             r.body.discard()
         # nginx escapes the decoded URI (NGX_ESCAPE_URI), adds '/' and the raw args
@@ -99,13 +97,10 @@ def static_handler(r: Request) -> int:
         r.hout.location = uri
         return 301
     if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
         r.log_error(logmod.CRIT, f'"{path}" is not a regular file')
         return 404
     if r.method == "POST":
-        os.close(fd)
         return 405
-    r.cleanup.append(lambda: os.close(fd))
     if r.body is not None:
         r.body.discard()
     h = r.hout
@@ -171,7 +166,7 @@ def index_handler(r: Request) -> int:
             return OK
         path = base + name
         try:
-            os.stat(path)
+            stat_file(r, path)
         except OSError as e:
             err = e.errno or 0
             if err in (errno.ENOTDIR, errno.ENAMETOOLONG, errno.EACCES):

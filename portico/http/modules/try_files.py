@@ -27,13 +27,13 @@ ngx_http_try_files_handler:
 from __future__ import annotations
 
 import errno
-import os
 import stat
 from typing import Any
 
 from ...conf.parser import Node
 from ...core import log as logmod
 from ...core.module import LOCATION, SERVER, Conf, Module, UNSET, dir
+from ..open_file import stat_file
 from ..request import DECLINED, DONE, Request
 
 # stat() errors that only mean "not there": anything else is logged at crit
@@ -125,7 +125,7 @@ def try_files_handler(r: Request) -> int:
             return _fallback(r, t, name)
         path = root + name
         try:
-            st = os.stat(path)
+            st = stat_file(r, path)
         except OSError as e:
             if e.errno not in _QUIET:
                 r.log_error(logmod.CRIT, f'stat() "{path}" failed ({e.errno}: {e.strerror})')
