@@ -1,11 +1,476 @@
-"""limit_req: leaky-bucket request rate limiting (helper fills this in)."""
+"""ngx_http_limit_req_module: leaky-bucket request rate limiting.
+
+Directives ``limit_req_zone``, ``limit_req``, ``limit_req_status``,
+``limit_req_log_level``, ``limit_req_dry_run``; variable
+``$limit_req_status``.
+
+Invariants:
+- The arithmetic is nginx's, in integers: a zone's ``rate`` is requests
+  per 1000 seconds (``1r/s`` -> 1000, ``1r/m`` -> 16), a node's ``excess``
+  is in 1/1000 requests, time is monotonic milliseconds (the same clock in
+  every worker, like ``ngx_current_msec``), ``burst``/``delay`` are scaled
+  by 1000, and ``nodelay`` is ``delay = NGX_MAX_INT_T_VALUE / 1000``.
+- Per-key state (excess, last, count) lives in the zone's ``KeyedTable``
+  (portico.core.shm.keyed), shared by every worker; each lookup, account
+  and expiry runs under the zone lock.  Several limits are checked in
+  order; every limit but the last only holds its node (``count``), the
+  last one accounts; then ``account`` charges the held nodes and picks the
+  longest delay (nginx's "account only the last one" logic).  ``count``
+  keeps a held node from being expired by another worker meanwhile.
+- Expiry is nginx's: before a new node, look at the one or two least
+  recently used nodes and drop those idle for a minute whose excess has
+  drained; when the zone is full, drop the oldest by force and retry once,
+  else "could not allocate node" and the request is limited.
+- A request is judged once (``r.ctx["limit_req"]`` holds the status, as
+  nginx's ``r->main->limit_req_status``): internal redirects and the
+  re-entry after a delay decline.
+- A delay suspends the request (the handler returns AGAIN, the phase index
+  unchanged); a loop timer resumes the phase engine at the same handler,
+  which then declines, as nginx's ``ngx_http_limit_req_delay`` re-running
+  the phases.  The timer never resumes a finished request (``r.done``: the
+  client went away and the connection logged it) or a closing connection;
+  a client that half-closed meanwhile gets nginx's 499 and "client
+  prematurely closed connection" (found when the delay ends, not at once).
+- Handlers are registered only when some level has ``limit_req``.
+"""
 from __future__ import annotations
 
-from ...core.module import Module
+import asyncio
+import os
+import socket
+import time
+from typing import Any
+
+from ...conf.errors import ConfError
+from ...conf.parser import Node
+from ...core import log as logmod
+from ...core.module import (HTTP, LOCATION, SERVER, TAKE1, TAKE3, TAKE123, UNSET, Conf, Factory,
+                            Module, dir, set_enum, set_flag)
+from ...core.shm.declare import check_zero_size, note_cycle, previous_cycle, shared_memory_add
+from ...core.shm.keyed import KeyedTable
+from ...core.shm.zone import MIN_ZONE_SIZE, SharedZone
+from ...core.values import parse_number, parse_size
+from ..request import AGAIN, DECLINED, Request
+
+HSL = frozenset({HTTP, SERVER, LOCATION})
+TAG = "limit_req"
+#: node value: excess (1/1000 requests), last (ms), count (held by requests)
+NODE_FMT = "=qqq"
+#: ``nodelay``: nginx's delay = NGX_MAX_INT_T_VALUE / 1000, scaled by 1000
+NODELAY = (2 ** 63 - 1) // 1000 * 1000
+
+LEVELS = {"info": logmod.INFO, "notice": logmod.NOTICE, "warn": logmod.WARN, "error": logmod.ERROR}
+
+# $limit_req_status values (nginx's NGX_HTTP_LIMIT_REQ_*)
+PASSED, DELAYED, REJECTED, DELAYED_DRY_RUN, REJECTED_DRY_RUN = 1, 2, 3, 4, 5
+_STATUS_TEXT = {PASSED: "PASSED", DELAYED: "DELAYED", REJECTED: "REJECTED",
+                DELAYED_DRY_RUN: "DELAYED_DRY_RUN", REJECTED_DRY_RUN: "REJECTED_DRY_RUN"}
+
+# lookup results (nginx's NGX_OK, NGX_AGAIN, NGX_BUSY, NGX_ERROR)
+_OK, _AGAIN, _BUSY, _ERROR = 0, 1, 2, 3
+
+
+class LimitReqZone:
+    """One ``limit_req_zone`` (nginx's ngx_http_limit_req_ctx_t)."""
+
+    __slots__ = ("name", "size", "key", "key_text", "rate", "table")
+
+    def __init__(self, name: str, size: int, key: Any, key_text: str, rate: int) -> None:
+        self.name = name
+        self.size = size
+        self.key = key
+        self.key_text = key_text
+        self.rate = rate  # requests per 1000 s
+        self.table: KeyedTable | None = None  # this process's handle
+
+    def attach(self, cycle: Any) -> KeyedTable:
+        shm = getattr(cycle, "shm", None)
+        zone = shm.get(self.name) if shm is not None else None
+        if zone is None:
+            # master_process off: no master made zones; this process alone
+            # serves, so a private zone is shared by everyone there is
+            zone = SharedZone(self.name, self.size, TAG)
+        self.table = KeyedTable.attach(zone, NODE_FMT, self.key_text)
+        return self.table
+
+
+class Limit:
+    """One ``limit_req`` (ngx_http_limit_req_limit_t); ``zone`` is resolved
+    by name once the whole configuration is read."""
+
+    __slots__ = ("zone_name", "zone", "burst", "delay")
+
+    def __init__(self, zone_name: str, burst: int, delay: int) -> None:
+        self.zone_name = zone_name
+        self.zone: LimitReqZone = None  # type: ignore[assignment]
+        self.burst = burst
+        self.delay = delay
+
+
+class LimitReqMainConf(Conf):
+    zones: Any = Factory(dict)  # name -> LimitReqZone
+    refs: Any = Factory(list)  # every Limit, to resolve its zone
+    used: bool = False
+
+
+class LimitReqLocConf(Conf):
+    limits: Any = ()  # list[Limit]; a level with its own does not inherit
+    limit_log_level: int = logmod.ERROR
+    status_code: int = 503
+    dry_run: bool = False
+
+    def merge(self, parent: "Conf | None") -> None:
+        super().merge(parent)
+        # nginx: delays are logged one level lower (info stays info)
+        lvl = self.limit_log_level
+        self.delay_log_level = logmod.INFO if lvl == logmod.INFO else lvl + 1
+
+
+def _main_conf(cf: Any) -> LimitReqMainConf:
+    """The http{} main conf, its containers made on first use (the generic
+    merge fills defaults only after the block is read)."""
+    mc: LimitReqMainConf = cf.main["limit_req"]
+    if mc.zones is UNSET:
+        mc.zones = {}
+        mc.refs = []
+    return mc
+
+
+# --- directives ------------------------------------------------------------------------
+
+def _limit_req_zone(cf: Any, node: Node, conf: Any) -> None:
+    http = cf.extra["http"]
+    mc = _main_conf(cf)
+    key_text = node.args[0]
+    key = http.variables.compile(key_text, node.file, node.line)
+    size = 0
+    rate, scale = 1, 1
+    name = ""
+    for v in node.args[1:]:
+        if v.startswith("zone="):
+            spec = v[5:]
+            p = spec.find(":")
+            if p < 0:
+                raise node.error(f'invalid zone size "{v}"')
+            name = spec[:p]
+            sz = parse_size(spec[p + 1:])
+            if sz is None:
+                raise node.error(f'invalid zone size "{v}"')
+            if sz < MIN_ZONE_SIZE:
+                raise node.error(f'zone "{v}" is too small')
+            size = sz
+            continue
+        if v.startswith("rate="):
+            digits = v[5:]
+            if v.endswith("r/s"):
+                scale, digits = 1, v[5:-3]
+            elif v.endswith("r/m"):
+                scale, digits = 60, v[5:-3]
+            n = parse_number(digits)
+            if not n:
+                raise node.error(f'invalid rate "{v}"')
+            rate = n
+            continue
+        raise node.error(f'invalid parameter "{v}"')
+    if not name:
+        raise node.error(f'"{node.name}" must have "zone" parameter')
+    shared_memory_add(cf.cycle, node, name, size, TAG)
+    old = mc.zones.get(name)
+    if old is not None:
+        raise node.error(f'{node.name} "{name}" is already bound to key "{old.key_text}"')
+    mc.zones[name] = LimitReqZone(name, size, key, key_text, rate * 1000 // scale)
+
+
+def _limit_req(cf: Any, node: Node, conf: LimitReqLocConf) -> None:
+    mc = _main_conf(cf)
+    zone_name: str | None = None
+    burst = delay = 0
+    for v in node.args:
+        if v.startswith("zone="):
+            zone_name = v[5:]
+            shared_memory_add(cf.cycle, node, zone_name, 0, TAG)
+            continue
+        if v.startswith("burst="):
+            n = parse_number(v[6:])
+            if not n:
+                raise node.error(f'invalid burst value "{v}"')
+            burst = n
+            continue
+        if v.startswith("delay="):
+            n = parse_number(v[6:])
+            if not n:
+                raise node.error(f'invalid delay value "{v}"')
+            delay = n
+            continue
+        if v == "nodelay":
+            delay = NODELAY // 1000
+            continue
+        raise node.error(f'invalid parameter "{v}"')
+    if zone_name is None:
+        raise node.error(f'"{node.name}" must have "zone" parameter')
+    if conf.limits is UNSET:
+        conf.limits = []
+    if any(lim.zone_name == zone_name for lim in conf.limits):
+        raise node.error(f'"{node.name}" directive is duplicate')
+    limit = Limit(zone_name, burst * 1000, delay * 1000)
+    conf.limits.append(limit)
+    mc.refs.append(limit)
+    mc.used = True
+
+
+def _status(cf: Any, node: Node, conf: Any) -> None:
+    if conf.status_code is not UNSET:
+        raise node.error(f'"{node.name}" directive is duplicate')
+    n = parse_number(node.args[0])
+    if n is None:
+        raise node.error(f'"{node.name}" directive invalid number')
+    if not 400 <= n <= 599:
+        raise node.error("value must be between 400 and 599")
+    conf.status_code = n
+
+
+# --- the PREACCESS handler -------------------------------------------------------------
+
+def _expire(zone: LimitReqZone, t: KeyedTable, now: int, n: int) -> None:
+    """ngx_http_limit_req_expire: n == 1 drops one or two drained entries,
+    n == 0 drops the oldest by force, then one or two drained ones."""
+    while n < 3:
+        idx = t.lru_tail()
+        if idx < 0:
+            return
+        excess, last, count = t.get(idx)
+        if count:
+            # nodes are bumped on lookup: the ones before are busier still
+            return
+        first = n == 0
+        n += 1
+        if not first:
+            ms = abs(now - last)
+            if ms < 60000:
+                return
+            if excess - zone.rate * ms // 1000 > 0:
+                return
+        t.remove(idx)
+
+
+def _lookup(r: Request, limit: Limit, t: KeyedTable, key: bytes, now: int,
+            account: bool) -> tuple[int, int, int]:
+    """ngx_http_limit_req_lookup, under the zone lock: (rc, excess, node)."""
+    zone = limit.zone
+    idx = t.find(key)
+    if idx >= 0:
+        t.touch(idx)
+        old, last, count = t.get(idx)
+        ms = now - last
+        if ms < -60000:
+            ms = 1
+        elif ms < 0:
+            ms = 0
+        excess = old - zone.rate * ms // 1000 + 1000
+        if excess < 0:
+            excess = 0
+        if excess > limit.burst:
+            return _BUSY, excess, idx
+        if account:
+            t.put(idx, (excess, now if ms else last, count))
+            return _OK, excess, idx
+        t.put(idx, (old, last, count + 1))
+        return _AGAIN, excess, idx
+    _expire(zone, t, now, 1)
+    idx = t.insert(key, (0, 0, 0))
+    if idx < 0:
+        _expire(zone, t, now, 0)
+        idx = t.insert(key, (0, 0, 0))
+        if idx < 0:
+            r.http.cycle.log.log(logmod.ALERT, f'could not allocate node in limit_req zone "{zone.name}"')
+            return _ERROR, 0, -1
+    if account:
+        t.put(idx, (0, now, 0))
+        return _OK, 0, idx
+    t.put(idx, (0, 0, 1))
+    return _AGAIN, 0, idx
+
+
+def _unlock(held: list[tuple[Limit, KeyedTable, int]]) -> None:
+    """ngx_http_limit_req_unlock: give back the nodes held so far."""
+    for _, t, idx in reversed(held):
+        with t.zone.lock:
+            excess, last, count = t.get(idx)
+            t.put(idx, (excess, last, count - 1))
+
+
+def _account(held: list[tuple[Limit, KeyedTable, int]], excess: int, limit: Limit,
+             now: int) -> tuple[int, int, Limit]:
+    """ngx_http_limit_req_account: charge the held nodes; the longest delay
+    (ms), with the excess and limit that caused it."""
+    if excess <= limit.delay:
+        max_delay = 0
+    else:
+        max_delay = (excess - limit.delay) * 1000 // limit.zone.rate
+    for lim, t, idx in reversed(held):
+        with t.zone.lock:
+            old, last, count = t.get(idx)
+            ms = now - last
+            if ms < -60000:
+                ms = 1
+            elif ms < 0:
+                ms = 0
+            ex = old - lim.zone.rate * ms // 1000 + 1000
+            if ex < 0:
+                ex = 0
+            t.put(idx, (ex, now if ms else last, count - 1))
+        if ex <= lim.delay:
+            continue
+        delay = (ex - lim.delay) * 1000 // lim.zone.rate
+        if delay > max_delay:
+            max_delay, excess, limit = delay, ex, lim
+    return max_delay, excess, limit
+
+
+def limit_req_handler(r: Request) -> int:
+    if "limit_req" in r.ctx:
+        return DECLINED
+    conf: LimitReqLocConf = r.loc.limit_req
+    limits = conf.limits
+    if not limits:
+        return DECLINED
+    now = int(time.monotonic() * 1000)
+    last_i = len(limits) - 1
+    rc = -1  # nginx's NGX_DECLINED: no key was accounted
+    excess = 0
+    held: list[tuple[Limit, KeyedTable, int]] = []
+    limit = limits[0]
+    for i, limit in enumerate(limits):
+        zone = limit.zone
+        key = zone.key.eval(r)
+        if not key:
+            continue
+        kb = key.encode("utf-8", "surrogateescape")
+        if len(kb) > 65535:
+            r.log_error(logmod.ERROR, f'the value of the "{zone.key_text}" key '
+                                      f'is more than 65535 bytes: "{key}"')
+            continue
+        t = zone.table or zone.attach(r.http.cycle)
+        with t.zone.lock:
+            rc, excess, idx = _lookup(r, limit, t, kb, now, i == last_i)
+        if rc != _AGAIN:
+            break
+        held.append((limit, t, idx))
+    if rc == -1:
+        return DECLINED
+    if rc == _BUSY or rc == _ERROR:
+        if rc == _BUSY:
+            r.log_error(conf.limit_log_level,
+                        f"limiting requests{', dry run' if conf.dry_run else ''}, "
+                        f"excess: {excess // 1000}.{excess % 1000:03d} by zone \"{limit.zone.name}\"")
+        _unlock(held)
+        if conf.dry_run:
+            r.ctx["limit_req"] = REJECTED_DRY_RUN
+            return DECLINED
+        r.ctx["limit_req"] = REJECTED
+        return conf.status_code
+    if rc == _AGAIN:
+        excess = 0
+    delay, excess, limit = _account(held, excess, limit, now)
+    if not delay:
+        r.ctx["limit_req"] = PASSED
+        return DECLINED
+    r.log_error(conf.delay_log_level,
+                f"delaying request{', dry run' if conf.dry_run else ''}, "
+                f"excess: {excess // 1000}.{excess % 1000:03d}, by zone \"{limit.zone.name}\"")
+    if conf.dry_run:
+        r.ctx["limit_req"] = DELAYED_DRY_RUN
+        return DECLINED
+    r.ctx["limit_req"] = DELAYED
+    asyncio.get_running_loop().call_later(delay / 1000.0, _resume, r)
+    return AGAIN
+
+
+def _resume(r: Request) -> None:
+    """The delay is over: run the phases again from this handler (which now
+    declines), unless the request ended meanwhile."""
+    if r.done or getattr(r.conn, "closing", False):
+        return
+    if _client_closed(r):
+        # nginx's ngx_http_test_reading, which watches a delayed request
+        r.log_error(logmod.INFO, "client prematurely closed connection")
+        r.status = r.log_status = 499
+        r.terminate()
+        return
+    try:
+        r.http.engine.run(r)
+    except Exception as e:  # a bug downstream must end this request, not the loop
+        handler = getattr(r.conn, "internal_error", None)
+        if handler is None:
+            raise
+        handler(r, e)
+
+
+def _client_closed(r: Request) -> bool:
+    """Whether the client has half-closed (FIN) its side: a one-byte
+    MSG_PEEK read returns nothing, as in ngx_http_test_reading.  The
+    protocol layer takes a FIN while a request runs for a half-close and
+    says nothing, so the delay looks at the socket itself when it ends."""
+    transport = getattr(r.conn, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        with socket.socket(fileno=os.dup(sock.fileno())) as s:
+            return s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except OSError:  # EAGAIN: nothing to read, the client is still there
+        return False
+
+
+def _status_var(r: Request) -> str | None:
+    s = r.ctx.get("limit_req")
+    return _STATUS_TEXT[s] if s else None
 
 
 class LimitReqModule(Module):
     name = "limit_req"
     nginx_name = "ngx_http_limit_req_module"
     is_http = True
-    directives = []
+    main_conf = LimitReqMainConf
+    loc_conf = LimitReqLocConf
+    directives = [
+        dir("limit_req_zone", frozenset({HTTP}), TAKE3, _limit_req_zone, "main"),
+        dir("limit_req", HSL, TAKE123, _limit_req),
+        dir("limit_req_log_level", HSL, TAKE1, set_enum("limit_log_level", LEVELS)),
+        dir("limit_req_status", HSL, TAKE1, _status),
+        dir("limit_req_dry_run", HSL, TAKE1, set_flag("dry_run")),
+    ]
+
+    def preconfiguration(self, http: Any) -> None:
+        http.variables.add("limit_req_status", _status_var)
+
+    def postconfiguration(self, http: Any) -> None:
+        cycle = http.cycle
+        note_cycle(cycle)
+        mc: LimitReqMainConf = http.main["limit_req"]
+        check_zero_size(cycle)
+        for limit in mc.refs:
+            limit.zone = mc.zones[limit.zone_name]
+        _check_reload_keys(cycle, mc)
+        if mc.used:
+            http.add_phase_handler("preaccess", limit_req_handler)
+
+    def init_worker(self, worker: Any) -> None:
+        http = worker.cycle.http
+        if http is None:
+            return
+        for zone in http.main["limit_req"].zones.values():
+            zone.attach(worker.cycle)
+
+
+def _check_reload_keys(cycle: Any, mc: LimitReqMainConf) -> None:
+    """nginx's init_zone on reload: a kept zone must keep its key."""
+    prev = previous_cycle(cycle)
+    if prev is None or prev.http is None:
+        return
+    old = prev.http.main["limit_req"].zones
+    for name, z in mc.zones.items():
+        o = old.get(name)
+        if o is not None and o.size == z.size and o.key_text != z.key_text:
+            raise ConfError(f'limit_req "{name}" uses the "{z.key_text}" key '
+                            f'while previously it used the "{o.key_text}" key')
