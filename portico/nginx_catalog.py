@@ -20,6 +20,8 @@ Invariants:
   separately distributed njs modules are left out entirely.
 - ``notes`` holds short per-directive facts (obsolete, documented elsewhere,
   undocumented).  Directive order follows the documentation (alphabetical).
+- The only third-party entries are the brotli and zstd modules Portico
+  implements (google/ngx_brotli, tokers/zstd-nginx-module); their notes say so.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ def _m(name: str, family: str, build: str, directives: str, commercial: str = ""
 
 _OBSOLETE = "obsolete"
 _ELSEWHERE = "documented with the core functionality (error_log)"
+_THIRD_PARTY = "third-party module ({}), not part of nginx"
 
 # directive families shared by the fastcgi, scgi and uwsgi modules ({p} = prefix)
 _CGI_COMMON = """
@@ -142,9 +145,19 @@ MODULES: tuple[CatalogModule, ...] = (
         "grpc_socket_keepalive " + _UPSTREAM_SSL.format(p="grpc")).split()))),
     _m("ngx_http_gunzip_module", HTTP, "optional", "gunzip gunzip_buffers"),
     _m("ngx_http_gzip_module", HTTP, "default", """
-        gzip gzip_buffers gzip_comp_level gzip_disable gzip_http_version gzip_min_length gzip_proxied
-        gzip_types gzip_vary"""),
+        gzip gzip_buffers gzip_comp_level gzip_disable gzip_hash gzip_http_version gzip_min_length
+        gzip_no_buffer gzip_proxied gzip_types gzip_vary gzip_window postpone_gzipping""",
+       notes={d: "exists in nginx's source but is not documented"
+              for d in ("gzip_hash", "gzip_no_buffer", "gzip_window", "postpone_gzipping")}),
     _m("ngx_http_gzip_static_module", HTTP, "optional", "gzip_static"),
+    # third-party modules that Portico implements: google/ngx_brotli and
+    # tokers/zstd-nginx-module (nginx builds them with --add-module)
+    _m("ngx_http_brotli_filter_module", HTTP, "optional", """
+        brotli brotli_buffers brotli_comp_level brotli_min_length brotli_types brotli_window""",
+       notes={"brotli": _THIRD_PARTY.format("google/ngx_brotli"),
+              "brotli_buffers": "deprecated and unused in ngx_brotli"}),
+    _m("ngx_http_brotli_static_module", HTTP, "optional", "brotli_static",
+       notes={"brotli_static": _THIRD_PARTY.format("google/ngx_brotli")}),
     _m("ngx_http_headers_module", HTTP, "always",
        "add_header add_header_inherit add_trailer add_trailer_inherit expires"),
     _m("ngx_http_image_filter_module", HTTP, "optional", """
@@ -225,6 +238,11 @@ MODULES: tuple[CatalogModule, ...] = (
         quic_active_connection_id_limit quic_bpf quic_gso quic_host_key quic_retry"""),
     _m("ngx_http_xslt_module", HTTP, "optional", """
         xml_entities xslt_last_modified xslt_param xslt_string_param xslt_stylesheet xslt_types"""),
+    _m("ngx_http_zstd_filter_module", HTTP, "optional", """
+        zstd zstd_buffers zstd_comp_level zstd_dict_file zstd_min_length zstd_types""",
+       notes={"zstd": _THIRD_PARTY.format("tokers/zstd-nginx-module")}),
+    _m("ngx_http_zstd_static_module", HTTP, "optional", "zstd_static",
+       notes={"zstd_static": _THIRD_PARTY.format("tokers/zstd-nginx-module")}),
 
     # --- stream ---------------------------------------------------------------------------
     _m("ngx_stream_core_module", STREAM, "always", """

@@ -73,6 +73,9 @@ def test_states_are_known() -> None:
 NOT_IN_DEBIAN_BINARY = {
     "ngx_google_perftools_module", "ngx_http_geoip_module", "ngx_http_image_filter_module",
     "ngx_http_perl_module", "ngx_http_xslt_module", "ngx_http_v3_module",
+    # third-party modules Portico implements (ngx_brotli, zstd-nginx-module)
+    "ngx_http_brotli_filter_module", "ngx_http_brotli_static_module", "ngx_http_zstd_filter_module",
+    "ngx_http_zstd_static_module",
 }
 #: documented directives that appeared after nginx 1.22
 NEWER_THAN_1_22 = {"early_hints", "keepalive_min_timeout", "add_header_inherit", "add_trailer_inherit", "http2"}

@@ -1,11 +1,145 @@
-"""zstd: the zstd filter and zstd_static (helper fills this in)."""
+"""zstd-nginx-module (tokers/zstd-nginx-module): the zstd filter and zstd_static.
+
+Directives as its ngx_http_zstd_filter_module and ngx_http_zstd_static_module
+define them: ``zstd``, ``zstd_comp_level`` (ZSTD_minCLevel..22 excluding
+0, default 1), ``zstd_min_length`` (default 20), ``zstd_types`` (default
+text/html, ``*`` for any), ``zstd_buffers`` (accepted), ``zstd_dict_file``
+(http{} only), ``zstd_static on|off|always`` (``FILE.zst``); variable
+``$zstd_ratio`` ("%ui.%03ui", truncated, as the module prints it).
+
+Invariants:
+- The filter acts like the module's: 200/403/404, not HEAD, no
+  Content-Encoding, listed type, not known shorter than min_length; it marks
+  Vary (gzip_vary).  Which coding wins is decided in ``portico.http.encoding``.
+- The dictionary is read once, when the configuration is read; every
+  response gets a fresh compression context (streams may interleave).
+- Output is one zstd frame from the ``zstandard`` package.
+"""
 from __future__ import annotations
 
-from ...core.module import Module
+from typing import Any
+
+import zstandard
+
+from ...conf.parser import Node
+from ...core import values
+from ...core.module import (HSL, HTTP, MORE1, TAKE1, TAKE2, Conf, Module, UNSET, dir, set_bufs, set_flag,
+                            set_size)
+from .. import encoding
+from ..request import Request
+from .gzip_static import static_mode_setter
+
+MIN_LEVEL = -(1 << 17)  # ZSTD_minCLevel() of libzstd 1.5
+MAX_LEVEL = zstandard.MAX_COMPRESSION_LEVEL
+
+
+class ZstdLocConf(Conf):
+    enable: bool = False
+    level: int = 1
+    min_length: int = 20
+    types: Any = encoding.HTML_TYPES
+    bufs: tuple = (32, 4096)
+    mode: int = encoding.OFF  # zstd_static
+
+
+class ZstdMainConf(Conf):
+    dict_data: Any = None  # zstandard.ZstdCompressionDict | None
+    used: bool = False  # some level has zstd_static on|always
+
+
+def _comp_level(cf: Any, node: Node, conf: ZstdLocConf) -> None:
+    if conf.level is not UNSET:
+        raise node.error(f'"{node.name}" directive is duplicate')
+    a = node.args[0]
+    v = values.parse_number(a[1:] if a.startswith("-") else a)
+    if v is None:
+        raise node.error(f'"{node.name}" directive invalid number')
+    if a.startswith("-"):
+        v = -v
+    if v == 0 or not MIN_LEVEL <= v <= MAX_LEVEL:
+        raise node.error(f"zstd compress level must between {MIN_LEVEL} and {MAX_LEVEL} excluding 0")
+    conf.level = v
+
+
+def _dict_file(cf: Any, node: Node, conf: ZstdMainConf) -> None:
+    if conf.dict_data is not UNSET:
+        raise node.error(f'"{node.name}" directive is duplicate')
+    path = cf.cycle.full_path(node.args[0])
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise node.error(f'open() "{path}" failed ({e.errno}: {e.strerror})') from None
+    conf.dict_data = zstandard.ZstdCompressionDict(data)
+
+
+class ZstdEncoder(encoding.Encoder):
+    __slots__ = ("o",)
+    failed_msg = "ZSTD_compressStream2() failed"
+
+    def __init__(self, c: ZstdLocConf, dict_data: Any) -> None:
+        super().__init__()
+        cctx = zstandard.ZstdCompressor(level=c.level, dict_data=dict_data)
+        self.o = cctx.compressobj()
+
+    def feed(self, data: bytes) -> bytes:
+        self.zin += len(data)
+        out = self.o.compress(data)
+        self.zout += len(out)
+        return out
+
+    def end(self) -> bytes:
+        out = self.o.flush()
+        self.zout += len(out)
+        return out
+
+
+def _eligible(r: Request) -> bool:
+    c: ZstdLocConf = r.loc.zstd
+    return encoding.filter_eligible(r, c.enable, c.min_length, c.types)
+
+
+def _quality(r: Request) -> int:
+    return encoding.quality(r, "zstd")
+
+
+def zstd_header_filter(r: Request, next: Any) -> None:
+    if encoding.negotiate(r) == "zstd":
+        encoding.start_encoding(r, "zstd", ZstdEncoder(r.loc.zstd, r.http.main["zstd"].dict_data))
+    next(r)
+
+
+def _zstd_ratio(r: Request) -> str | None:
+    enc = r.ctx.get("enc:zstd")
+    if enc is None or not enc.done or enc.zout == 0:
+        return None
+    return encoding.ratio(enc.zin, enc.zout, digits=3)
+
+
+encoding.register(encoding.Coding("zstd", 0, "zstd", ".zst", _quality, _eligible, lambda loc: loc.zstd.mode))
 
 
 class ZstdModule(Module):
     name = "zstd"
     nginx_name = "ngx_http_zstd_filter_module"
     is_http = True
-    directives = []
+    main_conf = ZstdMainConf
+    loc_conf = ZstdLocConf
+    directives = [
+        dir("zstd", HSL | {"lif"}, TAKE1, set_flag("enable")),
+        dir("zstd_comp_level", HSL, TAKE1, _comp_level),
+        dir("zstd_types", HSL, MORE1, encoding.types_setter("types")),
+        dir("zstd_buffers", HSL, TAKE2, set_bufs("bufs"), status="partial"),
+        dir("zstd_min_length", HSL, MORE1, set_size("min_length")),
+        dir("zstd_dict_file", frozenset({HTTP}), TAKE1, _dict_file, level="main"),
+        dir("zstd_static", HSL, TAKE1, static_mode_setter("zstd")),
+    ]
+
+    def preconfiguration(self, http: Any) -> None:
+        http.variables.add("zstd_ratio", _zstd_ratio)
+
+    def postconfiguration(self, http: Any) -> None:
+        http.header_filters.append(("zstd", zstd_header_filter, lambda loc: loc.zstd.enable))
+        http.body_filters.append(("zstd", encoding.compress_body_filter("zstd"), lambda loc: loc.zstd.enable))
+        if http.main["zstd"].used:
+            encoding.register_static(http)
