@@ -93,7 +93,6 @@ def do_return(r: Request, code: int, text: Any) -> int:
     if code == 444:
         return 444
     h = r.hout
-    h.status = code
     h.content_type = content_type_for(r, r.uri)
     h.content_length = len(body)
     if r.body is not None:
