@@ -1,6 +1,6 @@
 """Content-coding shared by gzip, brotli, zstd, gzip_static and gunzip.
 
-One place for: Accept-Encoding negotiation, ``*_types`` lists, the
+One place for: Accept-Encoding negotiation, the
 ``Vary: Accept-Encoding`` mark (nginx's ``r->gzip_vary``), the streaming
 compression body filter and the precompressed-file (``*_static``) handler.
 
@@ -26,10 +26,17 @@ Invariants:
 - Every coding is registered once at import (``register``); its filter is
   left out of a location's chain by ``applies`` when it is off there, so
   locations without compression pay nothing.
-- Bodies are streamed: file regions are read with ``os.pread`` in
-  ``CHUNK``-byte pieces and output is passed on every ``FLUSH_AT`` bytes;
-  neither a whole file nor a whole compressed body is built by a filter.
-  (The h1 writer still queues what it is given: see ``compress_body_filter``.)
+- Bodies are streamed (``pump``, gunzip's loop too): file regions are read
+  with ``os.pread`` in ``CHUNK``-byte pieces and output is passed on every
+  ``FLUSH_AT`` bytes; neither a whole file nor a whole compressed body is
+  built by a filter.  (The h1 writer still queues what it is given: see
+  ``compress_body_filter``.)
+- gzip, brotli and zstd share their common directives (``filter_directives``),
+  setters (``bounded_number``, ``pow2_size``), ``$*_ratio`` and filter
+  registration (``FilterModule``); a ``Coding`` says where each one's conf
+  lives and how to make its encoder.  ``*_types`` lists are
+  ``portico.http.types``'s; a precompressed file is answered with the
+  static module's ``file_header`` / ``send_file``.
 - A filter that fails mid-body logs (nginx's wording) and closes the
   connection with the response truncated, as nginx's NGX_ERROR does.
 """
@@ -39,18 +46,20 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from ..conf.parser import Node
 from ..core import log as logmod
-from ..core.module import UNSET
-from .modules.static import content_type_for, etag_for
+from ..core import values
+from ..core.module import (HSL, MORE1, TAKE1, TAKE2, UNSET, Conf, Directive, Module, dir, set_bufs, set_flag,
+                           set_size)
+from .modules.static import body_changed, file_header, send_file
 from .open_file import open_file
-from .request import DECLINED, OK, FileBuf, Request
+from .request import DECLINED, FileBuf, Request
+from .types import HTML_TYPES, type_listed, types_setter
 
 CHUNK = 65536
 FLUSH_AT = 65536
-HTML_TYPES = frozenset({"text/html"})  # nginx's ngx_http_html_default_types
 OFF, ON, ALWAYS = 0, 1, 2
 STATIC_MODES = {"off": OFF, "on": ON, "always": ALWAYS}
 COMPRESSIBLE = frozenset({200, 403, 404})
@@ -110,41 +119,6 @@ def quality(r: Request, coding: str) -> int:
     return q
 
 
-# --- *_types ----------------------------------------------------------------------------------
-
-def types_setter(attr: str) -> Callable[[Any, Node, Any], None]:
-    """ngx_http_types_slot: lists accumulate over directives, text/html is
-    always in, ``*`` means any type (stored as None), repeats only warn."""
-    def setter(cf: Any, node: Node, conf: Any) -> None:
-        cur = getattr(conf, attr)
-        if cur is None:
-            return
-        s = set(HTML_TYPES) if cur is UNSET else set(cur)
-        for a in node.args:
-            if a == "*":
-                setattr(conf, attr, None)
-                return
-            t = a.lower()
-            if t in s:
-                cf.cycle.warn(f'duplicate MIME type "{t}"', node)
-                continue
-            s.add(t)
-        setattr(conf, attr, frozenset(s))
-    return setter
-
-
-def type_listed(types: frozenset[str] | None, r: Request) -> bool:
-    """ngx_http_test_content_type on the response's type (parameters ignored)."""
-    if types is None:
-        return True
-    ct = r.hout.content_type
-    if not ct:
-        return False
-    if ct in types:
-        return True
-    return ct.partition(";")[0].strip().lower() in types
-
-
 # --- Vary -------------------------------------------------------------------------------------
 
 def mark_vary(r: Request) -> None:
@@ -163,14 +137,32 @@ def mark_vary(r: Request) -> None:
 
 @dataclass
 class Coding:
-    """One content coding: its token, tie rank and how to judge a request."""
+    """One content coding: its token, tie rank, where its settings live and
+    how to make its encoder.  The loc conf of ``module`` has ``enable``,
+    ``min_length`` and ``types`` (the fields ``filter_directives`` sets)."""
     name: str  # the Content-Encoding token: "zstd", "br", "gzip"
     rank: int  # lower wins a tie of q
     module: str  # the Portico module whose loc conf holds it
     suffix: str  # precompressed file suffix: ".zst", ".br", ".gz"
-    quality: Callable[[Request], int]
-    eligible: Callable[[Request], bool]  # can its filter act on this response?
-    static_mode: Callable[[Any], int]  # OFF / ON / ALWAYS from a location's confs
+    encoder: Callable[[Request], "Encoder"]  # a fresh encoder for this response
+    static_module: str  # the module whose loc conf's ``mode`` is *_static
+    gate: Callable[[Request], bool] | None = None  # a test before q (gzip: gzip_ok)
+    ratio_digits: int = 2  # of $<module>_ratio (see ``ratio``)
+
+    def quality(self, r: Request) -> int:
+        """How much the client wants this coding for ``r`` (0: not at all)."""
+        if self.gate is not None and not self.gate(r):
+            return 0
+        return quality(r, self.name)
+
+    def eligible(self, r: Request) -> bool:
+        """Can its filter act on this response?"""
+        c = getattr(r.loc, self.module)
+        return filter_eligible(r, c.enable, c.min_length, c.types)
+
+    def static_mode(self, loc: Any) -> int:
+        """OFF / ON / ALWAYS: the location's *_static setting."""
+        return int(getattr(loc, self.static_module).mode)
 
 
 CODINGS: list[Coding] = []
@@ -186,7 +178,7 @@ def register(c: Coding) -> None:
     CODINGS.sort(key=lambda x: x.rank)
 
 
-def filter_eligible(r: Request, enable: bool, min_length: int, types: frozenset[str] | None) -> bool:
+def filter_eligible(r: Request, enable: bool, min_length: int, types: Any) -> bool:
     """The common test of ngx_http_gzip_header_filter and its copies in
     ngx_brotli and zstd-nginx-module."""
     h = r.hout
@@ -197,7 +189,7 @@ def filter_eligible(r: Request, enable: bool, min_length: int, types: frozenset[
     cl = h.content_length
     if cl is not None and cl < min_length:
         return False
-    return type_listed(types, r)
+    return type_listed(types, h)
 
 
 def negotiate(r: Request) -> str | None:
@@ -217,22 +209,10 @@ def negotiate(r: Request) -> str | None:
     return best
 
 
-def weak_etag(h: Any) -> None:
-    """ngx_http_weak_etag: W/ in front of a strong ETag; a malformed one goes."""
-    e = h.etag
-    if e is None or e.startswith("W/"):
-        return
-    h.etag = "W/" + e if e.startswith('"') else None
-
-
 def start_encoding(r: Request, coding: str, encoder: "Encoder") -> None:
     """The header half of a compression filter: the body will be ``coding``."""
-    h = r.hout
-    h.content_encoding = coding
-    h.content_length = None
-    h.accept_ranges = False
-    r.allow_ranges = False
-    weak_etag(h)
+    r.hout.content_encoding = coding
+    body_changed(r)
     if not r.header_only:
         r.ctx["enc:" + coding] = encoder
 
@@ -254,6 +234,32 @@ class Encoder:
 
     def end(self) -> bytes:
         raise NotImplementedError
+
+    def feed_chunk(self, data: bytes, final: bool) -> bytes:
+        """``feed`` as ``pump`` calls it (an encoder has no use for ``final``)."""
+        return self.feed(data)
+
+
+class LibEncoder(Encoder):
+    """An encoder over a library compressor's own ``process`` / ``finish``
+    pair (brotli's Compressor, zstandard's compressobj), counting bytes."""
+    __slots__ = ("_process", "_finish")
+
+    def __init__(self, process: Callable[[bytes], bytes], finish: Callable[[], bytes]) -> None:
+        super().__init__()
+        self._process = process
+        self._finish = finish
+
+    def feed(self, data: bytes) -> bytes:
+        self.zin += len(data)
+        out = self._process(data)
+        self.zout += len(out)
+        return out
+
+    def end(self) -> bytes:
+        out = self._finish()
+        self.zout += len(out)
+        return out
 
 
 def ratio(zin: int, zout: int, digits: int = 2) -> str:
@@ -286,11 +292,47 @@ def read_chunks(r: Request, b: Any) -> Iterator[bytes]:
         yield data
 
 
+def pump(r: Request, bufs: list[Any], last: bool, feed: Callable[[bytes, bool], bytes],
+         next: Any) -> list[bytes] | None:
+    """The streaming loop of the compression filters and gunzip: every chunk
+    of ``bufs`` (file regions read CHUNK bytes at a time) goes through
+    ``feed(chunk, final)``, ``final`` when it comes from the body's last
+    buffer; output goes on to ``next`` every FLUSH_AT bytes.  Returns the
+    output not yet passed on, or None when the request ended meanwhile.
+    A truncated file (EOFError) and ``feed``'s errors reach the caller."""
+    out: list[bytes] = []
+    size = 0
+    n = len(bufs)
+    for i, b in enumerate(bufs):
+        final = last and i == n - 1
+        for chunk in read_chunks(r, b):
+            data = feed(chunk, final)
+            if data:
+                out.append(data)
+                size += len(data)
+                if size >= FLUSH_AT:
+                    next(r, out, False)
+                    out, size = [], 0
+                    if r.done:
+                        return None
+    return out
+
+
 def fail(r: Request, level: int, msg: str) -> None:
     """A filter's NGX_ERROR after the header went out: log, close, truncated."""
     r.log_error(level, msg)
     r.keepalive = False
     r.terminate()
+
+
+def header_filter(c: Coding) -> Callable[[Request, Any], None]:
+    """The header half of a compression filter: when ``c`` wins the
+    negotiation, the body will be ``c``-coded by a fresh encoder."""
+    def filter_(r: Request, next: Any) -> None:
+        if negotiate(r) == c.name:
+            start_encoding(r, c.name, c.encoder(r))
+        next(r)
+    return filter_
 
 
 def compress_body_filter(coding: str) -> Callable[[Request, list[Any], bool, Any], None]:
@@ -306,21 +348,11 @@ def compress_body_filter(coding: str) -> Callable[[Request, list[Any], bool, Any
         if enc is None or enc.done:
             next(r, bufs, last)
             return
-        out: list[bytes] = []
-        size = 0
         try:
-            for b in bufs:
-                for chunk in read_chunks(r, b):
-                    c = enc.feed(chunk)
-                    if c:
-                        out.append(c)
-                        size += len(c)
-                        if size >= FLUSH_AT:
-                            next(r, out, False)
-                            out, size = [], 0
-                            if r.done:
-                                enc.done = True
-                                return
+            out = pump(r, bufs, last, enc.feed_chunk, next)
+            if out is None:  # the request ended while output went on
+                enc.done = True
+                return
             if last:
                 enc.done = True
                 tail = enc.end()
@@ -391,7 +423,9 @@ def static_handler(r: Request) -> int:
         if not stat.S_ISREG(st.st_mode):
             r.log_error(logmod.CRIT, f'"{path}" is not a regular file')
             return 404
-        return _send_file(r, fd, st, c.name)
+        file_header(r, st)
+        r.hout.content_encoding = c.name
+        return send_file(r, fd, st)
     return DECLINED
 
 
@@ -403,27 +437,101 @@ def _open_failed(r: Request, e: OSError, path: str) -> None:
     r.log_error(level, f'open() "{path}" failed ({err}: {e.strerror})')
 
 
-def _send_file(r: Request, fd: int, st: os.stat_result, coding: str) -> int:
-    if r.body is not None:
-        r.body.discard()
-    h = r.hout
-    h.status = 200
-    h.content_length = st.st_size
-    h.last_modified = st.st_mtime
-    if r.loc.core.etag:
-        h.etag = etag_for(st)
-    h.content_type = content_type_for(r, r.uri) or None
-    h.content_encoding = coding
-    r.send_header()
-    if r.header_only or r.done or st.st_size == 0:
-        r.send(None, True)
-        return OK
-    r.send([FileBuf(fd, 0, st.st_size)], True)
-    return OK
-
-
 def register_static(http: Any) -> None:
     """Add ``static_handler`` to the CONTENT phase once per http{} (called by
     each *_static module's postconfiguration when it is used somewhere)."""
     if static_handler not in http.phases.get("content", []):
         http.add_phase_handler("content", static_handler)
+
+
+# --- the filter modules' directives and hooks ------------------------------------------------
+#
+# ngx_brotli and zstd-nginx-module copied ngx_http_gzip_filter_module's
+# command table and hooks; here the copies are one table and one class.
+
+Setter = Callable[[Any, Node, Any], None]
+
+
+def bounded_number(attr: str, lo: int, hi: int) -> Setter:
+    """ngx_conf_set_num_slot with an ngx_conf_check_num_bounds post."""
+    def setter(cf: Any, node: Node, conf: Any) -> None:
+        if getattr(conf, attr) is not UNSET:
+            raise node.error(f'"{node.name}" directive is duplicate')
+        v = values.parse_number(node.args[0])
+        if v is None:
+            raise node.error(f'"{node.name}" directive invalid number')
+        if not lo <= v <= hi:
+            raise node.error(f"value must be between {lo} and {hi}")
+        setattr(conf, attr, v)
+    return setter
+
+
+def pow2_size(attr: str, lo_bits: int, hi_bits: int, offset: int, text: str) -> Setter:
+    """A size that must be 2**b for lo_bits <= b <= hi_bits, stored as
+    ``b - offset`` (gzip_window -> windowBits, gzip_hash -> memLevel,
+    brotli_window -> lgwin); ``text`` lists the sizes for the error."""
+    def setter(cf: Any, node: Node, conf: Any) -> None:
+        if getattr(conf, attr) is not UNSET:
+            raise node.error(f'"{node.name}" directive is duplicate')
+        v = values.parse_size(node.args[0])
+        if v is None:
+            raise node.error(f'"{node.name}" directive invalid value')
+        for bits in range(lo_bits, hi_bits + 1):
+            if v == 1 << bits:
+                setattr(conf, attr, bits - offset)
+                return
+        raise node.error(f'"{node.name}" directive must be {text}')
+    return setter
+
+
+class FilterLocConf(Conf):
+    """The loc conf fields ``filter_directives`` sets, with the defaults the
+    three modules share (nginx's gzip ones: off, 20 bytes, text/html, 32 4k)."""
+    enable: bool = False
+    min_length: int = 20
+    types: Any = HTML_TYPES  # a frozenset, or ANY_TYPE for "*"
+    bufs: tuple = (32, 4096)
+
+
+def filter_directives(prefix: str, min_length_nargs: tuple[int, int | None] = TAKE1) -> list[Directive]:
+    """What every compression filter has, into its loc conf's ``enable``,
+    ``bufs``, ``types`` and ``min_length``: ``PREFIX`` (also in ``if``),
+    ``PREFIX_buffers`` (buffering only: partial), ``PREFIX_types`` and
+    ``PREFIX_min_length`` (zstd-nginx-module takes 1MORE there)."""
+    return [
+        dir(prefix, HSL | {"lif"}, TAKE1, set_flag("enable")),
+        dir(f"{prefix}_buffers", HSL, TAKE2, set_bufs("bufs"), status="partial"),
+        dir(f"{prefix}_types", HSL, MORE1, types_setter("types")),
+        dir(f"{prefix}_min_length", HSL, min_length_nargs, set_size("min_length")),
+    ]
+
+
+class FilterModule(Module):
+    """A compression filter module: ``$<name>_ratio``, its header and body
+    filters (left out of a location's chain where it is off) and, when
+    ``static_here`` and some level turned its *_static on (main conf
+    ``used``), the shared precompressed-file handler."""
+
+    is_http = True
+    coding: ClassVar[Coding]
+    static_here: ClassVar[bool] = False
+
+    def preconfiguration(self, http: Any) -> None:
+        c = self.coding
+
+        def ratio_var(r: Request) -> str | None:
+            enc = r.ctx.get("enc:" + c.name)
+            if enc is None or not enc.done or enc.zout == 0:
+                return None
+            return ratio(enc.zin, enc.zout, c.ratio_digits)
+        http.variables.add(f"{self.name}_ratio", ratio_var)
+
+    def postconfiguration(self, http: Any) -> None:
+        c, name = self.coding, self.name
+
+        def applies(loc: Any) -> bool:
+            return bool(getattr(loc, name).enable)
+        http.header_filters.append((name, header_filter(c), applies))
+        http.body_filters.append((name, compress_body_filter(c.name), applies))
+        if self.static_here and http.main[name].used:
+            register_static(http)

@@ -3,7 +3,7 @@ addition_types.
 
 Invariants:
 - Only a main request's 200 response whose type is in ``addition_types``
-  (text/html by default, ``*`` for any) gets additions; its Content-Length
+  (text/html by default, ``*`` for any; ``portico.http.types``) gets additions; its Content-Length
   and Accept-Ranges are dropped and a strong ETag is weakened, as nginx does.
 - The before-body subrequest starts with the first body buffer; the main
   body waits behind it (``_Ctx.pending``) until it has finished, so the
@@ -21,12 +21,14 @@ from ...conf.parser import Node
 from ...core.module import HSL, MORE1, TAKE1, Conf, Module, UNSET, dir
 from ..request import Request
 from ..subrequest import subrequest
+from ..types import HTML_TYPES, type_listed, types_setter
+from .static import body_changed
 
 
 class AdditionLocConf(Conf):
     before_body: str = ""
     after_body: str = ""
-    types: Any = frozenset({"text/html"})  # a frozenset, or None for "*"
+    types: Any = HTML_TYPES  # a frozenset, or ANY_TYPE for "*"
 
 
 def _uri(cf: Any, node: Node, conf: AdditionLocConf) -> None:
@@ -34,17 +36,6 @@ def _uri(cf: Any, node: Node, conf: AdditionLocConf) -> None:
     if getattr(conf, attr) is not UNSET:
         raise node.error(f'"{node.name}" directive is duplicate')
     setattr(conf, attr, node.args[0])
-
-
-def _types(cf: Any, node: Node, conf: AdditionLocConf) -> None:
-    """ngx_http_types_slot: a list of MIME types, ``*`` for any; text/html
-    is always included."""
-    if conf.types is not UNSET:
-        raise node.error(f'"{node.name}" directive is duplicate')
-    if "*" in node.args:
-        conf.types = None
-        return
-    conf.types = frozenset({"text/html", *(t.lower() for t in node.args)})
 
 
 class _Ctx:
@@ -60,15 +51,10 @@ def addition_header_filter(r: Request, next: Any) -> None:
     conf = r.loc.addition
     h = r.hout
     if (h.status == 200 and not r.internal_sub and (conf.before_body or conf.after_body)
-            and (conf.types is None or (h.content_type or "").lower() in conf.types)):
+            and type_listed(conf.types, h)):
         if not r.header_only:  # a HEAD response never reaches nginx's body filters
             r.ctx["addition"] = _Ctx()
-        h.content_length = None
-        h.accept_ranges = False
-        r.allow_ranges = False
-        etag = h.etag
-        if etag is not None:  # ngx_http_weak_etag
-            h.etag = etag if etag.startswith("W/") else (f"W/{etag}" if etag.startswith('"') else None)
+        body_changed(r)
     next(r)
 
 
@@ -113,7 +99,7 @@ class AdditionModule(Module):
     directives = [
         dir("add_before_body", HSL, TAKE1, _uri),
         dir("add_after_body", HSL, TAKE1, _uri),
-        dir("addition_types", HSL, MORE1, _types),
+        dir("addition_types", HSL, MORE1, types_setter("types")),
     ]
 
     def postconfiguration(self, http: Any) -> None:

@@ -8,7 +8,8 @@ Invariants (nginx 1.22-1.29, ngx_http_autoindex_module.c is the spec):
   It is registered at all only when some location enables it.
 - The directory is ``map_uri_to_path()`` minus its last byte (nginx drops the
   trailing '/'); opendir() errors map ENOENT/ENOTDIR/ENAMETOOLONG -> 404 and
-  EACCES -> 403 at error level, anything else -> 500 at crit, always logged.
+  EACCES -> 403 at error level, anything else -> 500 at crit, always logged
+  (``open_dir``; it and ``read_dir`` serve random_index too).
 - A jsonp callback (``$arg_callback``, raw) longer than 128 bytes or with a
   byte outside [A-Za-z0-9_.] is a 400 logged at info, before the directory is
   opened; an empty or absent callback turns jsonp into plain json.
@@ -30,10 +31,11 @@ import errno
 import os
 import stat
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ...core import log as logmod
 from ...core.module import HSL, TAKE1, Conf, Module, dir, set_enum, set_flag
+from ...core.utf8 import utf8_decode
 from ..request import DECLINED, ERROR, OK, Request
 from ..variables import Getter
 
@@ -90,31 +92,12 @@ def escape_json(s: bytes) -> bytes:
 
 
 def _utf8_char_len(s: bytes, i: int) -> int:
-    """ngx_utf8_decode from s[i] (a byte >= 0x80): the sequence's length, or 0
-    where nginx calls it invalid.  nginx is lenient: any byte >= 0x80 passes as
-    a continuation, leads 0xf8-0xff act as 0xf0, surrogates count as valid."""
-    u = s[i]
-    if u >= 0xF0:
-        u &= 0x07
-        valid, n = 0xFFFF, 3
-    elif u >= 0xE0:
-        u &= 0x0F
-        valid, n = 0x7FF, 2
-    elif u >= 0xC2:
-        u &= 0x1F
-        valid, n = 0x7F, 1
-    else:
-        return 0
-    for k in range(1, n + 1):
-        if i + k >= len(s):  # nginx reads the NUL terminator there: invalid
-            return 0
-        c = s[i + k]
-        if c < 0x80:
-            return 0
-        u = (u << 6) | (c & 0x3F)
-    if u <= valid or u > 0x10FFFF:
-        return 0
-    return n + 1
+    """The length of the UTF-8 sequence at s[i] (a byte >= 0x80), or 0 where
+    nginx's ngx_utf8_length / ngx_utf8_cpystrn call it invalid: whatever
+    ngx_utf8_decode returns above 0x10FFFF (a cut-short sequence included:
+    nginx reads the NUL terminator there)."""
+    cp, j = utf8_decode(s, i)
+    return j - i if cp <= 0x10FFFF else 0
 
 
 def utf8_length(s: bytes) -> int:
@@ -227,42 +210,73 @@ def _sort_key(e: Entry) -> tuple[bool, bytes]:
     return (not e.is_dir, e.name)
 
 
+def open_dir(r: Request, dpath: bytes) -> os._ScandirIterator[bytes] | int:
+    """opendir(): the open directory, or the status of a failure, logged as
+    ngx_http_autoindex_error / ngx_http_random_index_error (the same code):
+    ENOENT/ENOTDIR/ENAMETOOLONG -> 404 and EACCES -> 403 at error level,
+    anything else -> 500 at crit."""
+    try:
+        return os.scandir(dpath)
+    except OSError as e:
+        err = e.errno or 0
+        if err in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+            level, rc = logmod.ERROR, 404
+        elif err == errno.EACCES:
+            level, rc = logmod.ERROR, 403
+        else:
+            level, rc = logmod.CRIT, 500
+        r.log_error(level, f'opendir() "{path_str(dpath)}" failed ({err}: {e.strerror})')
+        return rc
+
+
+def read_dir(r: Request, it: Iterator[os.DirEntry[bytes]], dpath: bytes
+             ) -> Iterator[os.DirEntry[bytes] | None]:
+    """readdir() over an open directory: the entries not starting with '.'
+    (both modules skip those); a readdir() failure is logged at crit and
+    ends the listing with a None, which each caller answers its own way."""
+    while True:
+        try:
+            de = next(it, None)
+        except OSError as e:
+            r.log_error(logmod.CRIT, f'readdir() "{path_str(dpath)}" failed ({e.errno}: {e.strerror})')
+            yield None
+            return
+        if de is None:
+            return
+        if de.name[:1] != b".":
+            yield de
+
+
 def _read_entries(r: Request, it: Any, dpath: bytes) -> list[Entry] | None:
     """The loop of ngx_http_autoindex_handler; None after an error nginx
     answers with NGX_ERROR (already logged)."""
     out: list[Entry] = []
     prefix = dpath + b"/"
-    while True:
-        try:
-            de = next(it, None)
-        except OSError as e:
-            r.log_error(logmod.CRIT, f'readdir() "{_s(dpath)}" failed ({e.errno}: {e.strerror})')
-            return None
+    for de in read_dir(r, it, dpath):
         if de is None:
-            break
+            return None
         name: bytes = de.name
-        if name[:1] == b".":
-            continue
         full = prefix + name
         try:
             st = os.stat(full)
         except OSError as e:
             if e.errno not in (errno.ENOENT, errno.ELOOP):
-                r.log_error(logmod.CRIT, f'stat() "{_s(full)}" failed ({e.errno}: {e.strerror})')
+                r.log_error(logmod.CRIT, f'stat() "{path_str(full)}" failed ({e.errno}: {e.strerror})')
                 if e.errno == errno.EACCES:
                     continue
                 return None
             try:
                 st = os.lstat(full)
             except OSError as e2:
-                r.log_error(logmod.CRIT, f'lstat() "{_s(full)}" failed ({e2.errno}: {e2.strerror})')
+                r.log_error(logmod.CRIT, f'lstat() "{path_str(full)}" failed ({e2.errno}: {e2.strerror})')
                 return None
         out.append(Entry(name, st))
     out.sort(key=_sort_key)
     return out
 
 
-def _s(b: bytes) -> str:
+def path_str(b: bytes) -> str:
+    """A file system path or name for a log line (undecodable bytes kept)."""
     return b.decode("utf-8", "surrogateescape")
 
 
@@ -381,18 +395,9 @@ def autoindex_handler(r: Request, callback_arg: Getter) -> int:
         if not callback:
             fmt = JSON
     dpath = path.encode("utf-8", "surrogateescape")
-    try:
-        it = os.scandir(dpath)
-    except OSError as e:
-        err = e.errno or 0
-        if err in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
-            level, rc = logmod.ERROR, 404
-        elif err == errno.EACCES:
-            level, rc = logmod.ERROR, 403
-        else:
-            level, rc = logmod.CRIT, 500
-        r.log_error(level, f'opendir() "{path}" failed ({err}: {e.strerror})')
-        return rc
+    it = open_dir(r, dpath)
+    if isinstance(it, int):
+        return it
     with it:
         if r.body is not None:
             r.body.discard()

@@ -19,10 +19,10 @@ Invariants:
   default list suggests).
 - 8-bit to 8-bit recoding is byte for byte: Content-Length stays.  From or
   to UTF-8 the length changes: Content-Length is removed.
-- Recoding streams (``BodyFeed``: file regions read 32 KB at a time).  An
+- Recoding streams (``BodyFeed`` through sub's ``feed_body_filter``: file regions read 32 KB at a time).  An
   incomplete UTF-8 sequence at the end of a chunk waits for the next one;
   at the end of the body it is dropped, as nginx does.  Decoding is nginx's
-  ``ngx_utf8_decode`` (lenient continuation bytes, invalid -> ``?``,
+  ``ngx_utf8_decode`` (``portico.core.utf8``; lenient continuation bytes, invalid -> ``?``,
   characters without a mapping -> ``&#N;``).  Well-formed input takes a
   fast path through Python's strict decoder, which agrees with nginx's on
   such input; anything else is decoded byte by byte as nginx does.
@@ -39,14 +39,13 @@ from ...conf.errors import ConfError
 from ...conf.parser import Node
 from ...core import log as logmod
 from ...core.module import HSL, MORE1, TAKE1, TAKE2, Conf, Module, UNSET, dir, set_flag
+from ...core.utf8 import INCOMPLETE, INVALID, utf8_decode
 from ..request import ERROR, Request
-from .sub import BodyFeed, bare_type, type_listed, types_setter
+from ..types import bare_type, type_listed, types_setter
+from .sub import BodyFeed, feed_body_filter
 
 _DEFAULT_TYPES = ("text/html", "text/xml", "text/plain", "text/vnd.wap.wml",
                   "application/javascript", "application/rss+xml")
-
-_INCOMPLETE = 0xfffffffe
-_INVALID = 0xffffffff
 
 
 class Charset:
@@ -181,7 +180,7 @@ def _charset_map(cf: Any, node: Node, conf: Any) -> None:
                     raise e.error(f'invalid value "{val}"')
                 seq.append(b)
             raw = bytes(seq)
-            cp, _ = _decode(raw, 0) if raw else (_INVALID, 0)
+            cp, _ = utf8_decode(raw, 0) if raw else (INVALID, 0)
             if cp > 0xFFFF:
                 raise e.error(f'invalid value "{val}"')
             t.src2dst[s] = raw
@@ -234,33 +233,6 @@ def _build_recoders(mc: CharsetMainConf) -> None:
             t.dst.tables[t.src] = _Recoder("8bit", bytes(t.dst2src[i] for i in range(256)))
 
 
-def _decode(d: bytes, i: int) -> tuple[int, int]:
-    """ngx_utf8_decode at ``d[i]``: (code point or _INCOMPLETE/_INVALID, next i)."""
-    u = d[i]
-    if u >= 0xF0:
-        u &= 0x07
-        valid, n = 0xFFFF, 3
-    elif u >= 0xE0:
-        u &= 0x0F
-        valid, n = 0x7FF, 2
-    elif u >= 0xC2:
-        u &= 0x1F
-        valid, n = 0x7F, 1
-    else:
-        return _INVALID, i + 1
-    if len(d) - i - 1 < n:
-        return _INCOMPLETE, i
-    j = i + 1
-    while n:
-        c = d[j]
-        j += 1
-        if c < 0x80:
-            return _INVALID, j
-        u = (u << 6) | (c & 0x3F)
-        n -= 1
-    return (u if u > valid else _INVALID), j
-
-
 def _from_utf8(data: bytes, saved_len: int, table: _FromUtf8Table) -> tuple[bytes, bytes]:
     """Recode UTF-8 ``data`` (whose first ``saved_len`` bytes were held from
     the previous chunk); returns (output, bytes to hold for the next)."""
@@ -290,8 +262,8 @@ def _from_utf8_slow(data: bytes, saved_len: int, table: _FromUtf8Table) -> tuple
             out.append(c)
             i += 1
             continue
-        cp, j = _decode(data, i)
-        if cp == _INCOMPLETE:
+        cp, j = utf8_decode(data, i)
+        if cp == INCOMPLETE:
             return bytes(out), data[i:]
         if cp < 0x10000:
             v = table.get(cp)
@@ -332,7 +304,6 @@ class CharsetCtx:
         self.saved = b""
         self.feed: BodyFeed | None = None
         self.next: Any = None
-
 
 
 def _lookup(r: Request, name: str) -> Charset | None:
@@ -438,18 +409,6 @@ def _fail(r: Request) -> None:
     r.finalize(ERROR)
 
 
-def charset_body_filter(r: Request, bufs: list[Any], last: bool, next: Any) -> None:
-    ctx: CharsetCtx | None = r.ctx.get("charset")
-    if ctx is None:
-        next(r, bufs, last)
-        return
-    feed = ctx.feed
-    if feed is None:
-        ctx.next = next
-        feed = ctx.feed = BodyFeed(r, _consume, next)
-    feed.push(bufs, last)
-
-
 def _consume(r: Request, data: bytes, last: bool) -> None:
     ctx: CharsetCtx = r.ctx["charset"]
     rc = ctx.rc
@@ -467,6 +426,9 @@ def _consume(r: Request, data: bytes, last: bool) -> None:
         ctx.next(r, [out] if out else [], last)
 
 
+charset_body_filter = feed_body_filter("charset", _consume)
+
+
 class CharsetModule(Module):
     name = "charset"
     nginx_name = "ngx_http_charset_filter_module"
@@ -479,7 +441,7 @@ class CharsetModule(Module):
         dir("override_charset", HSL | {"lif"}, TAKE1, set_flag("override_charset")),
         # a first charset_types starts from text/html alone (nginx's post
         # handler is ngx_http_html_default_types); unset, the six defaults hold
-        dir("charset_types", HSL, MORE1, types_setter("types", ("text/html",))),
+        dir("charset_types", HSL, MORE1, types_setter("types")),
         dir("charset_map", {"http"}, TAKE2, _charset_map, level="main", block=True),
     ]
 

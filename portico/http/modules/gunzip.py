@@ -5,8 +5,9 @@ Invariants:
   exactly "gzip" (any case), and only when ngx_http_gzip_ok says the
   client cannot take gzip; it always marks Vary (nginx's r->gzip_vary).
 - Decoding drops Content-Encoding, Content-Length and Accept-Ranges and
-  weakens the ETag (ngx_http_weak_etag, as nginx since 1.7.3), and streams: file regions are read in
-  chunks, output leaves in bounded pieces.  Concatenated gzip members are
+  weakens the ETag (ngx_http_weak_etag, as nginx since 1.7.3), and streams through ``encoding.pump``
+  (the compression filters' loop): file regions are read in chunks, output
+  leaves in bounded pieces.  Concatenated gzip members are
   decoded one after another (nginx's inflateReset).
 - Corrupt data is nginx 1.22's ``[error] inflate() failed: FLUSH, -3`` and
   data that ends inside a member its ``inflate() returned -5 on response
@@ -26,6 +27,7 @@ from ...core.module import HSL, TAKE1, TAKE2, Conf, Module, dir, set_bufs, set_f
 from .. import encoding
 from ..request import Request
 from .gzip import gzip_ok
+from .static import body_changed
 
 Z_NO_FLUSH, Z_FINISH, Z_BUF_ERROR, Z_DATA_ERROR = 0, 4, -5, -3
 
@@ -35,6 +37,15 @@ class GunzipLocConf(Conf):
     bufs: tuple = (32, 4096)
 
 
+class _InflateError(Exception):
+    """Corrupt gzip data; ``flush`` is the inflate() flush nginx's message
+    names (Z_FINISH for the body's last buffer)."""
+
+    def __init__(self, flush: int) -> None:
+        super().__init__(flush)
+        self.flush = flush
+
+
 class _Inflater:
     __slots__ = ("d", "done")
 
@@ -42,10 +53,14 @@ class _Inflater:
         self.d = zlib.decompressobj(zlib.MAX_WBITS | 16)
         self.done = False
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes, final: bool) -> bytes:
+        """Decode ``data`` (``final``: from the body's last buffer)."""
         out = []
         while data:
-            out.append(self.d.decompress(data))
+            try:
+                out.append(self.d.decompress(data))
+            except zlib.error:
+                raise _InflateError(Z_FINISH if final else Z_NO_FLUSH) from None
             if not self.d.eof:
                 break
             data = self.d.unused_data
@@ -66,10 +81,7 @@ def gunzip_header_filter(r: Request, next: Any) -> None:
         return
     r.ctx["gunzip"] = _Inflater()
     h.content_encoding = None
-    h.content_length = None
-    h.accept_ranges = False
-    r.allow_ranges = False
-    encoding.weak_etag(h)
+    body_changed(r)
     next(r)
 
 
@@ -78,31 +90,18 @@ def gunzip_body_filter(r: Request, bufs: list[Any], last: bool, next: Any) -> No
     if inf is None or inf.done:
         next(r, bufs, last)
         return
-    out: list[bytes] = []
-    size = 0
-    n = len(bufs)
     try:
-        for i, b in enumerate(bufs):
-            for chunk in encoding.read_chunks(r, b):
-                flush = Z_FINISH if last and i == n - 1 else Z_NO_FLUSH
-                try:
-                    data = inf.feed(chunk)
-                except zlib.error:
-                    inf.done = True
-                    encoding.fail(r, logmod.ERROR, f"inflate() failed: {flush}, {Z_DATA_ERROR}")
-                    return
-                if data:
-                    out.append(data)
-                    size += len(data)
-                    if size >= encoding.FLUSH_AT:
-                        next(r, out, False)
-                        out, size = [], 0
-                        if r.done:
-                            inf.done = True
-                            return
+        out = encoding.pump(r, bufs, last, inf.feed, next)
+    except _InflateError as e:
+        inf.done = True
+        encoding.fail(r, logmod.ERROR, f"inflate() failed: {e.flush}, {Z_DATA_ERROR}")
+        return
     except EOFError:
         inf.done = True
         encoding.fail(r, logmod.ALERT, "file was truncated while sending")
+        return
+    if out is None:  # the request ended while output went on
+        inf.done = True
         return
     if last:
         inf.done = True

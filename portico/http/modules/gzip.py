@@ -16,6 +16,9 @@ Invariants:
   looks at the response headers present when it first runs.
 - gzip_buffers, postpone_gzipping and gzip_no_buffer are checked as nginx
   does but change only buffering, never the bytes: accepted as partial.
+- What brotli and zstd copied from this module (gzip, gzip_buffers,
+  gzip_types, gzip_min_length, $gzip_ratio, the filters' registration) is
+  ``portico.http.encoding``'s ``filter_directives`` and ``FilterModule``.
 """
 from __future__ import annotations
 
@@ -26,9 +29,7 @@ from typing import Any
 
 from ...conf.parser import Node
 from ...core import pcre
-from ...core import values
-from ...core.module import (HSL, MORE1, TAKE1, TAKE2, Conf, Module, UNSET, dir, set_bufs, set_enum,
-                            set_flag, set_size)
+from ...core.module import HSL, MORE1, TAKE1, UNSET, dir, set_enum, set_flag, set_size
 from .. import encoding
 from ..request import Request
 from ..response import parse_http_date
@@ -43,12 +44,8 @@ _HTTP_VERSIONS = {"HTTP/0.9": 9, "HTTP/1.0": 1000, "HTTP/1.1": 1001, "HTTP/2.0":
 GZ_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
 
 
-class GzipLocConf(Conf):
-    enable: bool = False
+class GzipLocConf(encoding.FilterLocConf):
     level: int = 1
-    min_length: int = 20
-    types: Any = encoding.HTML_TYPES  # frozenset, or None for "*"
-    bufs: tuple = (32, 4096)
     wbits: int = 15
     memlevel: int = 8
     postpone: int = 0
@@ -59,37 +56,6 @@ class GzipLocConf(Conf):
     http_version: int = 1001
     disable: tuple = ()  # compiled regexes, matched against User-Agent
     disable_msie6: bool = False
-
-
-def _comp_level(cf: Any, node: Node, conf: GzipLocConf) -> None:
-    if conf.level is not UNSET:
-        raise node.error(f'"{node.name}" directive is duplicate')
-    v = values.parse_number(node.args[0])
-    if v is None:
-        raise node.error(f'"{node.name}" directive invalid number')
-    if not 1 <= v <= 9:
-        raise node.error("value must be between 1 and 9")
-    conf.level = v
-
-
-def _pow2_setter(attr: str, top: int, base_bits: int, text: str) -> Any:
-    """gzip_window / gzip_hash: a size that must be a power of two in range,
-    stored as zlib's windowBits / memLevel."""
-    def setter(cf: Any, node: Node, conf: GzipLocConf) -> None:
-        if getattr(conf, attr) is not UNSET:
-            raise node.error(f'"{node.name}" directive is duplicate')
-        v = values.parse_size(node.args[0])
-        if v is None:
-            raise node.error(f'"{node.name}" directive invalid value')
-        bits, size = base_bits, top
-        while size > 256:
-            if size == v:
-                setattr(conf, attr, bits)
-                return
-            size >>= 1
-            bits -= 1
-        raise node.error(f'"{node.name}" directive must be {text}')
-    return setter
 
 
 def _proxied(cf: Any, node: Node, conf: GzipLocConf) -> None:
@@ -207,10 +173,6 @@ def _gzip_ok(r: Request) -> bool:
     return True
 
 
-def gzip_quality(r: Request) -> int:
-    return encoding.quality(r, "gzip") if gzip_ok(r) else 0
-
-
 # --- the filter ------------------------------------------------------------------------------
 
 class GzipEncoder(encoding.Encoder):
@@ -251,56 +213,27 @@ class GzipEncoder(encoding.Encoder):
         return out + trailer
 
 
-def _eligible(r: Request) -> bool:
-    c: GzipLocConf = r.loc.gzip
-    return encoding.filter_eligible(r, c.enable, c.min_length, c.types)
+GZIP = encoding.Coding("gzip", 2, "gzip", ".gz", lambda r: GzipEncoder(r.loc.gzip, r.hout.content_length),
+                       "gzip_static", gate=gzip_ok)
+encoding.register(GZIP)
 
 
-def gzip_header_filter(r: Request, next: Any) -> None:
-    if encoding.negotiate(r) == "gzip":
-        encoding.start_encoding(r, "gzip", GzipEncoder(r.loc.gzip, r.hout.content_length))
-    next(r)
-
-
-def _gzip_ratio(r: Request) -> str | None:
-    enc = r.ctx.get("enc:gzip")
-    if enc is None or not enc.done or enc.zout == 0:
-        return None
-    return encoding.ratio(enc.zin, enc.zout)
-
-
-def _static_off(loc: Any) -> int:
-    return loc.gzip_static.mode
-
-
-encoding.register(encoding.Coding("gzip", 2, "gzip", ".gz", gzip_quality, _eligible, _static_off))
-
-
-class GzipModule(Module):
+class GzipModule(encoding.FilterModule):
     name = "gzip"
     nginx_name = "ngx_http_gzip_filter_module"
-    is_http = True
     loc_conf = GzipLocConf
+    coding = GZIP
     directives = [
-        dir("gzip", HSL | {"lif"}, TAKE1, set_flag("enable")),
-        dir("gzip_buffers", HSL, TAKE2, set_bufs("bufs"), status="partial"),
-        dir("gzip_types", HSL, MORE1, encoding.types_setter("types")),
-        dir("gzip_comp_level", HSL, TAKE1, _comp_level),
-        dir("gzip_window", HSL, TAKE1, _pow2_setter("wbits", 32 * 1024, 15, "512, 1k, 2k, 4k, 8k, 16k, or 32k")),
+        *encoding.filter_directives("gzip"),
+        dir("gzip_comp_level", HSL, TAKE1, encoding.bounded_number("level", 1, 9)),
+        dir("gzip_window", HSL, TAKE1,
+            encoding.pow2_size("wbits", 9, 15, 0, "512, 1k, 2k, 4k, 8k, 16k, or 32k")),
         dir("gzip_hash", HSL, TAKE1,
-            _pow2_setter("memlevel", 128 * 1024, 9, "512, 1k, 2k, 4k, 8k, 16k, 32k, 64k, or 128k")),
+            encoding.pow2_size("memlevel", 9, 17, 8, "512, 1k, 2k, 4k, 8k, 16k, 32k, 64k, or 128k")),
         dir("postpone_gzipping", HSL, TAKE1, set_size("postpone"), status="partial"),
         dir("gzip_no_buffer", HSL, TAKE1, set_flag("no_buffer"), status="partial"),
-        dir("gzip_min_length", HSL, TAKE1, set_size("min_length")),
         dir("gzip_vary", HSL, TAKE1, set_flag("vary")),
         dir("gzip_proxied", HSL, MORE1, _proxied),
         dir("gzip_http_version", HSL, TAKE1, set_enum("http_version", {"1.0": 1000, "1.1": 1001})),
         dir("gzip_disable", HSL, MORE1, _disable),
     ]
-
-    def preconfiguration(self, http: Any) -> None:
-        http.variables.add("gzip_ratio", _gzip_ratio)
-
-    def postconfiguration(self, http: Any) -> None:
-        http.header_filters.append(("gzip", gzip_header_filter, lambda loc: loc.gzip.enable))
-        http.body_filters.append(("gzip", encoding.compress_body_filter("gzip"), lambda loc: loc.gzip.enable))

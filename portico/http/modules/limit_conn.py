@@ -18,147 +18,85 @@ Invariants:
   ``r->main->limit_conn_status``), internal redirects included.  Empty
   keys are not counted; keys over 255 bytes are logged and skipped.
 - Handlers are registered only when some level has ``limit_conn``.
+- The zone, reference, status, log-level, dry-run, variable and reload
+  plumbing is ``limit_common``'s, shared with limit_req; this file keeps
+  the counting.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ...conf.errors import ConfError
 from ...conf.parser import Node
 from ...core import log as logmod
-from ...core.module import (HTTP, LOCATION, SERVER, TAKE1, TAKE2, UNSET, Conf, Factory, Module, dir,
-                            set_enum, set_flag)
-from ...core.shm.declare import check_zero_size, note_cycle, previous_cycle, shared_memory_add
+from ...core.module import TAKE2
+from ...core.shm.declare import shared_memory_add
 from ...core.shm.keyed import KeyedTable
-from ...core.shm.zone import MIN_ZONE_SIZE, SharedZone
-from ...core.values import parse_number, parse_size
+from ...core.values import parse_number
 from ..request import DECLINED, Request
+from .limit_common import (Limit, LimitLocConf, LimitMainConf, LimitModule, LimitZone,
+                           add_limit, add_zone, check_duplicate, limit_directives, main_conf, zone_param)
 
-HSL = frozenset({HTTP, SERVER, LOCATION})
 TAG = "limit_conn"
-NODE_FMT = "=q"  # concurrent requests holding this key
-
-LEVELS = {"info": logmod.INFO, "notice": logmod.NOTICE, "warn": logmod.WARN, "error": logmod.ERROR}
 
 # $limit_conn_status values (nginx's NGX_HTTP_LIMIT_CONN_*)
 PASSED, REJECTED, REJECTED_DRY_RUN = 1, 2, 3
 _STATUS_TEXT = {PASSED: "PASSED", REJECTED: "REJECTED", REJECTED_DRY_RUN: "REJECTED_DRY_RUN"}
 
 
-class LimitConnZone:
+class LimitConnZone(LimitZone):
     """One ``limit_conn_zone`` (nginx's ngx_http_limit_conn_ctx_t)."""
 
-    __slots__ = ("name", "size", "key", "key_text", "table")
-
-    def __init__(self, name: str, size: int, key: Any, key_text: str) -> None:
-        self.name = name
-        self.size = size
-        self.key = key
-        self.key_text = key_text
-        self.table: KeyedTable | None = None  # this process's handle
-
-    def attach(self, cycle: Any) -> KeyedTable:
-        shm = getattr(cycle, "shm", None)
-        zone = shm.get(self.name) if shm is not None else None
-        if zone is None:  # master_process off: this process alone serves
-            zone = SharedZone(self.name, self.size, TAG)
-        self.table = KeyedTable.attach(zone, NODE_FMT, self.key_text)
-        return self.table
+    __slots__ = ()
+    tag = TAG
+    node_fmt = "=q"  # concurrent requests holding this key
 
 
-class Limit:
-    __slots__ = ("zone_name", "zone", "conn")
+class ConnLimit(Limit):
+    """One ``limit_conn``: at most ``conn`` concurrent requests per key."""
+
+    __slots__ = ("conn",)
 
     def __init__(self, zone_name: str, conn: int) -> None:
-        self.zone_name = zone_name
-        self.zone: LimitConnZone = None  # type: ignore[assignment]
+        super().__init__(zone_name)
         self.conn = conn
 
 
-class LimitConnMainConf(Conf):
-    zones: Any = Factory(dict)  # name -> LimitConnZone
-    refs: Any = Factory(list)
-    used: bool = False
+class LimitConnMainConf(LimitMainConf):
+    pass
 
 
-class LimitConnLocConf(Conf):
-    limits: Any = ()  # list[Limit]; a level with its own does not inherit
-    log_level: int = logmod.ERROR
-    status_code: int = 503
-    dry_run: bool = False
-
-
-def _main_conf(cf: Any) -> LimitConnMainConf:
-    """The http{} main conf, its containers made on first use (the generic
-    merge fills defaults only after the block is read)."""
-    mc: LimitConnMainConf = cf.main["limit_conn"]
-    if mc.zones is UNSET:
-        mc.zones = {}
-        mc.refs = []
-    return mc
+class LimitConnLocConf(LimitLocConf):
+    pass
 
 
 # --- directives ------------------------------------------------------------------------
 
 def _limit_conn_zone(cf: Any, node: Node, conf: Any) -> None:
     http = cf.extra["http"]
-    mc = _main_conf(cf)
+    mc = main_conf(cf, TAG)
     key_text = node.args[0]
     key = http.variables.compile(key_text, node.file, node.line)
     size = 0
     name = ""
     for v in node.args[1:]:
         if v.startswith("zone="):
-            spec = v[5:]
-            p = spec.find(":")
-            if p < 0:
-                raise node.error(f'invalid zone size "{v}"')
-            name = spec[:p]
-            sz = parse_size(spec[p + 1:])
-            if sz is None:
-                raise node.error(f'invalid zone size "{v}"')
-            if sz < MIN_ZONE_SIZE:
-                raise node.error(f'zone "{v}" is too small')
-            size = sz
+            name, size = zone_param(node, v)
             continue
         raise node.error(f'invalid parameter "{v}"')
-    if not name:
-        raise node.error(f'"{node.name}" must have "zone" parameter')
-    shared_memory_add(cf.cycle, node, name, size, TAG)
-    old = mc.zones.get(name)
-    if old is not None:
-        raise node.error(f'{node.name} "{name}" is already bound to key "{old.key_text}"')
-    mc.zones[name] = LimitConnZone(name, size, key, key_text)
+    add_zone(cf, node, mc, LimitConnZone(name, size, key, key_text))
 
 
 def _limit_conn(cf: Any, node: Node, conf: LimitConnLocConf) -> None:
-    mc = _main_conf(cf)
+    mc = main_conf(cf, TAG)
     name = node.args[0]
     shared_memory_add(cf.cycle, node, name, 0, TAG)
-    if conf.limits is UNSET:
-        conf.limits = []
-    if any(lim.zone_name == name for lim in conf.limits):
-        raise node.error(f'"{node.name}" directive is duplicate')
+    check_duplicate(node, conf, name)
     n = parse_number(node.args[1])
     if not n:
         raise node.error(f'invalid number of connections "{node.args[1]}"')
     if n > 65535:
         raise node.error("connection limit must be less 65536")
-    limit = Limit(name, n)
-    conf.limits.append(limit)
-    mc.refs.append(limit)
-    mc.used = True
-
-
-def _status(cf: Any, node: Node, conf: Any) -> None:
-    if conf.status_code is not UNSET:
-        raise node.error(f'"{node.name}" directive is duplicate')
-    n = parse_number(node.args[0])
-    if n is None:
-        raise node.error(f'"{node.name}" directive invalid number')
-    if not 400 <= n <= 599:
-        raise node.error("value must be between 400 and 599")
-    conf.status_code = n
+    add_limit(conf, mc, ConnLimit(name, n))
 
 
 # --- the PREACCESS handler -------------------------------------------------------------
@@ -183,7 +121,7 @@ def limit_conn_handler(r: Request) -> int:
         return DECLINED
     taken: list[tuple[KeyedTable, int]] | None = None
     for limit in conf.limits:
-        zone = limit.zone
+        zone: LimitConnZone = limit.zone
         key = zone.key.eval(r)
         if not key:
             continue
@@ -230,55 +168,12 @@ def limit_conn_handler(r: Request) -> int:
     return DECLINED
 
 
-def _status_var(r: Request) -> str | None:
-    s = r.ctx.get("limit_conn")
-    return _STATUS_TEXT[s] if s else None
-
-
-class LimitConnModule(Module):
-    name = "limit_conn"
+class LimitConnModule(LimitModule):
+    name = TAG
     nginx_name = "ngx_http_limit_conn_module"
-    is_http = True
     main_conf = LimitConnMainConf
     loc_conf = LimitConnLocConf
-    directives = [
-        dir("limit_conn_zone", frozenset({HTTP}), TAKE2, _limit_conn_zone, "main"),
-        dir("limit_conn", HSL, TAKE2, _limit_conn),
-        dir("limit_conn_log_level", HSL, TAKE1, set_enum("log_level", LEVELS)),
-        dir("limit_conn_status", HSL, TAKE1, _status),
-        dir("limit_conn_dry_run", HSL, TAKE1, set_flag("dry_run")),
-    ]
-
-    def preconfiguration(self, http: Any) -> None:
-        http.variables.add("limit_conn_status", _status_var)
-
-    def postconfiguration(self, http: Any) -> None:
-        cycle = http.cycle
-        note_cycle(cycle)
-        mc: LimitConnMainConf = http.main["limit_conn"]
-        check_zero_size(cycle)
-        for limit in mc.refs:
-            limit.zone = mc.zones[limit.zone_name]
-        _check_reload_keys(cycle, mc)
-        if mc.used:
-            http.add_phase_handler("preaccess", limit_conn_handler)
-
-    def init_worker(self, worker: Any) -> None:
-        http = worker.cycle.http
-        if http is None:
-            return
-        for zone in http.main["limit_conn"].zones.values():
-            zone.attach(worker.cycle)
-
-
-def _check_reload_keys(cycle: Any, mc: LimitConnMainConf) -> None:
-    """nginx's init_zone on reload: a kept zone must keep its key."""
-    prev = previous_cycle(cycle)
-    if prev is None or prev.http is None:
-        return
-    old = prev.http.main["limit_conn"].zones
-    for name, z in mc.zones.items():
-        o = old.get(name)
-        if o is not None and o.size == z.size and o.key_text != z.key_text:
-            raise ConfError(f'limit_conn_zone "{name}" uses the "{z.key_text}" key '
-                            f'while previously it used the "{o.key_text}" key')
+    directives = limit_directives(TAG, TAKE2, _limit_conn_zone, TAKE2, _limit_conn)
+    handler = staticmethod(limit_conn_handler)
+    status_text = _STATUS_TEXT
+    reload_what = "limit_conn_zone"

@@ -32,6 +32,9 @@ Invariants:
   a client that half-closed meanwhile gets nginx's 499 and "client
   prematurely closed connection" (found when the delay ends, not at once).
 - Handlers are registered only when some level has ``limit_req``.
+- The zone, reference, status, log-level, dry-run, variable and reload
+  plumbing is ``limit_common``'s, shared with limit_conn; this file keeps
+  the leaky bucket.
 """
 from __future__ import annotations
 
@@ -41,25 +44,19 @@ import socket
 import time
 from typing import Any
 
-from ...conf.errors import ConfError
 from ...conf.parser import Node
 from ...core import log as logmod
-from ...core.module import (HTTP, LOCATION, SERVER, TAKE1, TAKE3, TAKE123, UNSET, Conf, Factory,
-                            Module, dir, set_enum, set_flag)
-from ...core.shm.declare import check_zero_size, note_cycle, previous_cycle, shared_memory_add
+from ...core.module import TAKE3, TAKE123
+from ...core.shm.declare import shared_memory_add
 from ...core.shm.keyed import KeyedTable
-from ...core.shm.zone import MIN_ZONE_SIZE, SharedZone
-from ...core.values import parse_number, parse_size
+from ...core.values import parse_number
 from ..request import AGAIN, DECLINED, Request
+from .limit_common import (Limit, LimitLocConf, LimitMainConf, LimitModule, LimitZone,
+                           add_limit, add_zone, check_duplicate, limit_directives, main_conf, zone_param)
 
-HSL = frozenset({HTTP, SERVER, LOCATION})
 TAG = "limit_req"
-#: node value: excess (1/1000 requests), last (ms), count (held by requests)
-NODE_FMT = "=qqq"
 #: ``nodelay``: nginx's delay = NGX_MAX_INT_T_VALUE / 1000, scaled by 1000
 NODELAY = (2 ** 63 - 1) // 1000 * 1000
-
-LEVELS = {"info": logmod.INFO, "notice": logmod.NOTICE, "warn": logmod.WARN, "error": logmod.ERROR}
 
 # $limit_req_status values (nginx's NGX_HTTP_LIMIT_REQ_*)
 PASSED, DELAYED, REJECTED, DELAYED_DRY_RUN, REJECTED_DRY_RUN = 1, 2, 3, 4, 5
@@ -70,77 +67,48 @@ _STATUS_TEXT = {PASSED: "PASSED", DELAYED: "DELAYED", REJECTED: "REJECTED",
 _OK, _AGAIN, _BUSY, _ERROR = 0, 1, 2, 3
 
 
-class LimitReqZone:
+class LimitReqZone(LimitZone):
     """One ``limit_req_zone`` (nginx's ngx_http_limit_req_ctx_t)."""
 
-    __slots__ = ("name", "size", "key", "key_text", "rate", "table")
+    __slots__ = ("rate",)
+    tag = TAG
+    #: node value: excess (1/1000 requests), last (ms), count (held by requests)
+    node_fmt = "=qqq"
 
     def __init__(self, name: str, size: int, key: Any, key_text: str, rate: int) -> None:
-        self.name = name
-        self.size = size
-        self.key = key
-        self.key_text = key_text
+        super().__init__(name, size, key, key_text)
         self.rate = rate  # requests per 1000 s
-        self.table: KeyedTable | None = None  # this process's handle
-
-    def attach(self, cycle: Any) -> KeyedTable:
-        shm = getattr(cycle, "shm", None)
-        zone = shm.get(self.name) if shm is not None else None
-        if zone is None:
-            # master_process off: no master made zones; this process alone
-            # serves, so a private zone is shared by everyone there is
-            zone = SharedZone(self.name, self.size, TAG)
-        self.table = KeyedTable.attach(zone, NODE_FMT, self.key_text)
-        return self.table
 
 
-class Limit:
-    """One ``limit_req`` (ngx_http_limit_req_limit_t); ``zone`` is resolved
-    by name once the whole configuration is read."""
+class ReqLimit(Limit):
+    """One ``limit_req``: ``burst`` and ``delay`` in 1/1000 requests."""
 
-    __slots__ = ("zone_name", "zone", "burst", "delay")
+    __slots__ = ("burst", "delay")
 
     def __init__(self, zone_name: str, burst: int, delay: int) -> None:
-        self.zone_name = zone_name
+        super().__init__(zone_name)
         self.zone: LimitReqZone = None  # type: ignore[assignment]
         self.burst = burst
         self.delay = delay
 
 
-class LimitReqMainConf(Conf):
-    zones: Any = Factory(dict)  # name -> LimitReqZone
-    refs: Any = Factory(list)  # every Limit, to resolve its zone
-    used: bool = False
+class LimitReqMainConf(LimitMainConf):
+    pass
 
 
-class LimitReqLocConf(Conf):
-    limits: Any = ()  # list[Limit]; a level with its own does not inherit
-    limit_log_level: int = logmod.ERROR
-    status_code: int = 503
-    dry_run: bool = False
-
-    def merge(self, parent: "Conf | None") -> None:
+class LimitReqLocConf(LimitLocConf):
+    def merge(self, parent: "LimitLocConf | None") -> None:  # type: ignore[override]
         super().merge(parent)
         # nginx: delays are logged one level lower (info stays info)
-        lvl = self.limit_log_level
+        lvl = self.log_level
         self.delay_log_level = logmod.INFO if lvl == logmod.INFO else lvl + 1
-
-
-def _main_conf(cf: Any) -> LimitReqMainConf:
-    """The http{} main conf, its containers made on first use (the generic
-    merge fills defaults only after the block is read)."""
-    mc: LimitReqMainConf = cf.main["limit_req"]
-    if mc.zones is UNSET:
-        mc.zones = {}
-        mc.refs = []
-    return mc
 
 
 # --- directives ------------------------------------------------------------------------
 
 def _limit_req_zone(cf: Any, node: Node, conf: Any) -> None:
     http = cf.extra["http"]
-    mc = _main_conf(cf)
+    mc = main_conf(cf, TAG)
     key_text = node.args[0]
     key = http.variables.compile(key_text, node.file, node.line)
     size = 0
@@ -148,17 +116,7 @@ def _limit_req_zone(cf: Any, node: Node, conf: Any) -> None:
     name = ""
     for v in node.args[1:]:
         if v.startswith("zone="):
-            spec = v[5:]
-            p = spec.find(":")
-            if p < 0:
-                raise node.error(f'invalid zone size "{v}"')
-            name = spec[:p]
-            sz = parse_size(spec[p + 1:])
-            if sz is None:
-                raise node.error(f'invalid zone size "{v}"')
-            if sz < MIN_ZONE_SIZE:
-                raise node.error(f'zone "{v}" is too small')
-            size = sz
+            name, size = zone_param(node, v)
             continue
         if v.startswith("rate="):
             digits = v[5:]
@@ -172,17 +130,11 @@ def _limit_req_zone(cf: Any, node: Node, conf: Any) -> None:
             rate = n
             continue
         raise node.error(f'invalid parameter "{v}"')
-    if not name:
-        raise node.error(f'"{node.name}" must have "zone" parameter')
-    shared_memory_add(cf.cycle, node, name, size, TAG)
-    old = mc.zones.get(name)
-    if old is not None:
-        raise node.error(f'{node.name} "{name}" is already bound to key "{old.key_text}"')
-    mc.zones[name] = LimitReqZone(name, size, key, key_text, rate * 1000 // scale)
+    add_zone(cf, node, mc, LimitReqZone(name, size, key, key_text, rate * 1000 // scale))
 
 
 def _limit_req(cf: Any, node: Node, conf: LimitReqLocConf) -> None:
-    mc = _main_conf(cf)
+    mc = main_conf(cf, TAG)
     zone_name: str | None = None
     burst = delay = 0
     for v in node.args:
@@ -190,17 +142,14 @@ def _limit_req(cf: Any, node: Node, conf: LimitReqLocConf) -> None:
             zone_name = v[5:]
             shared_memory_add(cf.cycle, node, zone_name, 0, TAG)
             continue
-        if v.startswith("burst="):
+        if v.startswith(("burst=", "delay=")):
             n = parse_number(v[6:])
             if not n:
-                raise node.error(f'invalid burst value "{v}"')
-            burst = n
-            continue
-        if v.startswith("delay="):
-            n = parse_number(v[6:])
-            if not n:
-                raise node.error(f'invalid delay value "{v}"')
-            delay = n
+                raise node.error(f'invalid {v[:5]} value "{v}"')
+            if v[0] == "b":
+                burst = n
+            else:
+                delay = n
             continue
         if v == "nodelay":
             delay = NODELAY // 1000
@@ -208,25 +157,8 @@ def _limit_req(cf: Any, node: Node, conf: LimitReqLocConf) -> None:
         raise node.error(f'invalid parameter "{v}"')
     if zone_name is None:
         raise node.error(f'"{node.name}" must have "zone" parameter')
-    if conf.limits is UNSET:
-        conf.limits = []
-    if any(lim.zone_name == zone_name for lim in conf.limits):
-        raise node.error(f'"{node.name}" directive is duplicate')
-    limit = Limit(zone_name, burst * 1000, delay * 1000)
-    conf.limits.append(limit)
-    mc.refs.append(limit)
-    mc.used = True
-
-
-def _status(cf: Any, node: Node, conf: Any) -> None:
-    if conf.status_code is not UNSET:
-        raise node.error(f'"{node.name}" directive is duplicate')
-    n = parse_number(node.args[0])
-    if n is None:
-        raise node.error(f'"{node.name}" directive invalid number')
-    if not 400 <= n <= 599:
-        raise node.error("value must be between 400 and 599")
-    conf.status_code = n
+    check_duplicate(node, conf, zone_name)
+    add_limit(conf, mc, ReqLimit(zone_name, burst * 1000, delay * 1000))
 
 
 # --- the PREACCESS handler -------------------------------------------------------------
@@ -253,7 +185,21 @@ def _expire(zone: LimitReqZone, t: KeyedTable, now: int, n: int) -> None:
         t.remove(idx)
 
 
-def _lookup(r: Request, limit: Limit, t: KeyedTable, key: bytes, now: int,
+def _leak(rate: int, old: int, last: int, now: int) -> tuple[int, int]:
+    """The bucket of a node as nginx's lookup and account both compute it:
+    ``old`` excess drained at ``rate`` since ``last``, plus this request
+    (1000), never below 0; and the milliseconds elapsed (a clock that went
+    back a little counts as 0, more than a minute as 1)."""
+    ms = now - last
+    if ms < -60000:
+        ms = 1
+    elif ms < 0:
+        ms = 0
+    excess = old - rate * ms // 1000 + 1000
+    return (excess if excess > 0 else 0), ms
+
+
+def _lookup(r: Request, limit: ReqLimit, t: KeyedTable, key: bytes, now: int,
             account: bool) -> tuple[int, int, int]:
     """ngx_http_limit_req_lookup, under the zone lock: (rc, excess, node)."""
     zone = limit.zone
@@ -261,14 +207,7 @@ def _lookup(r: Request, limit: Limit, t: KeyedTable, key: bytes, now: int,
     if idx >= 0:
         t.touch(idx)
         old, last, count = t.get(idx)
-        ms = now - last
-        if ms < -60000:
-            ms = 1
-        elif ms < 0:
-            ms = 0
-        excess = old - zone.rate * ms // 1000 + 1000
-        if excess < 0:
-            excess = 0
+        excess, ms = _leak(zone.rate, old, last, now)
         if excess > limit.burst:
             return _BUSY, excess, idx
         if account:
@@ -291,7 +230,7 @@ def _lookup(r: Request, limit: Limit, t: KeyedTable, key: bytes, now: int,
     return _AGAIN, 0, idx
 
 
-def _unlock(held: list[tuple[Limit, KeyedTable, int]]) -> None:
+def _unlock(held: list[tuple[ReqLimit, KeyedTable, int]]) -> None:
     """ngx_http_limit_req_unlock: give back the nodes held so far."""
     for _, t, idx in reversed(held):
         with t.zone.lock:
@@ -299,8 +238,8 @@ def _unlock(held: list[tuple[Limit, KeyedTable, int]]) -> None:
             t.put(idx, (excess, last, count - 1))
 
 
-def _account(held: list[tuple[Limit, KeyedTable, int]], excess: int, limit: Limit,
-             now: int) -> tuple[int, int, Limit]:
+def _account(held: list[tuple[ReqLimit, KeyedTable, int]], excess: int, limit: ReqLimit,
+             now: int) -> tuple[int, int, ReqLimit]:
     """ngx_http_limit_req_account: charge the held nodes; the longest delay
     (ms), with the excess and limit that caused it."""
     if excess <= limit.delay:
@@ -310,14 +249,7 @@ def _account(held: list[tuple[Limit, KeyedTable, int]], excess: int, limit: Limi
     for lim, t, idx in reversed(held):
         with t.zone.lock:
             old, last, count = t.get(idx)
-            ms = now - last
-            if ms < -60000:
-                ms = 1
-            elif ms < 0:
-                ms = 0
-            ex = old - lim.zone.rate * ms // 1000 + 1000
-            if ex < 0:
-                ex = 0
+            ex, ms = _leak(lim.zone.rate, old, last, now)
             t.put(idx, (ex, now if ms else last, count - 1))
         if ex <= lim.delay:
             continue
@@ -338,7 +270,7 @@ def limit_req_handler(r: Request) -> int:
     last_i = len(limits) - 1
     rc = -1  # nginx's NGX_DECLINED: no key was accounted
     excess = 0
-    held: list[tuple[Limit, KeyedTable, int]] = []
+    held: list[tuple[ReqLimit, KeyedTable, int]] = []
     limit = limits[0]
     for i, limit in enumerate(limits):
         zone = limit.zone
@@ -360,7 +292,7 @@ def limit_req_handler(r: Request) -> int:
         return DECLINED
     if rc == _BUSY or rc == _ERROR:
         if rc == _BUSY:
-            r.log_error(conf.limit_log_level,
+            r.log_error(conf.log_level,
                         f"limiting requests{', dry run' if conf.dry_run else ''}, "
                         f"excess: {excess // 1000}.{excess % 1000:03d} by zone \"{limit.zone.name}\"")
         _unlock(held)
@@ -422,55 +354,12 @@ def _client_closed(r: Request) -> bool:
         return False
 
 
-def _status_var(r: Request) -> str | None:
-    s = r.ctx.get("limit_req")
-    return _STATUS_TEXT[s] if s else None
-
-
-class LimitReqModule(Module):
-    name = "limit_req"
+class LimitReqModule(LimitModule):
+    name = TAG
     nginx_name = "ngx_http_limit_req_module"
-    is_http = True
     main_conf = LimitReqMainConf
     loc_conf = LimitReqLocConf
-    directives = [
-        dir("limit_req_zone", frozenset({HTTP}), TAKE3, _limit_req_zone, "main"),
-        dir("limit_req", HSL, TAKE123, _limit_req),
-        dir("limit_req_log_level", HSL, TAKE1, set_enum("limit_log_level", LEVELS)),
-        dir("limit_req_status", HSL, TAKE1, _status),
-        dir("limit_req_dry_run", HSL, TAKE1, set_flag("dry_run")),
-    ]
-
-    def preconfiguration(self, http: Any) -> None:
-        http.variables.add("limit_req_status", _status_var)
-
-    def postconfiguration(self, http: Any) -> None:
-        cycle = http.cycle
-        note_cycle(cycle)
-        mc: LimitReqMainConf = http.main["limit_req"]
-        check_zero_size(cycle)
-        for limit in mc.refs:
-            limit.zone = mc.zones[limit.zone_name]
-        _check_reload_keys(cycle, mc)
-        if mc.used:
-            http.add_phase_handler("preaccess", limit_req_handler)
-
-    def init_worker(self, worker: Any) -> None:
-        http = worker.cycle.http
-        if http is None:
-            return
-        for zone in http.main["limit_req"].zones.values():
-            zone.attach(worker.cycle)
-
-
-def _check_reload_keys(cycle: Any, mc: LimitReqMainConf) -> None:
-    """nginx's init_zone on reload: a kept zone must keep its key."""
-    prev = previous_cycle(cycle)
-    if prev is None or prev.http is None:
-        return
-    old = prev.http.main["limit_req"].zones
-    for name, z in mc.zones.items():
-        o = old.get(name)
-        if o is not None and o.size == z.size and o.key_text != z.key_text:
-            raise ConfError(f'limit_req "{name}" uses the "{z.key_text}" key '
-                            f'while previously it used the "{o.key_text}" key')
+    directives = limit_directives(TAG, TAKE3, _limit_req_zone, TAKE123, _limit_req)
+    handler = staticmethod(limit_req_handler)
+    status_text = _STATUS_TEXT
+    reload_what = "limit_req"

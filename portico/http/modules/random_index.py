@@ -7,7 +7,8 @@ Invariants (ngx_http_random_index_module.c is the spec):
   enables it.
 - The directory is ``map_uri_to_path()`` minus its last byte; opendir()
   errors map ENOENT/ENOTDIR/ENAMETOOLONG -> 404 and EACCES -> 403 (error
-  level), anything else -> 500 (crit), as in autoindex.
+  level), anything else -> 500 (crit): autoindex's ``open_dir`` and
+  ``read_dir`` are used, nginx's two modules having the same code.
 - Candidates are the entries not starting with '.' that are regular files:
   by d_type, as nginx (no stat(), so an unreadable file is still chosen and
   the static handler answers 403); a symlink is stat()ed (followed), a
@@ -28,6 +29,7 @@ from typing import Any
 from ...core import log as logmod
 from ...core.module import LOCATION, TAKE1, Conf, Module, dir, set_flag
 from ..request import DECLINED, DONE, Request
+from .autoindex import open_dir, path_str, read_dir
 
 _rng = random.Random()
 
@@ -36,38 +38,18 @@ class RandomIndexLocConf(Conf):
     enable: bool = False
 
 
-def _opendir_error(r: Request, path: str, e: OSError) -> int:
-    err = e.errno or 0
-    if err in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
-        level, rc = logmod.ERROR, 404
-    elif err == errno.EACCES:
-        level, rc = logmod.ERROR, 403
-    else:
-        level, rc = logmod.CRIT, 500
-    r.log_error(level, f'opendir() "{path}" failed ({err}: {e.strerror})')
-    return rc
-
-
 def _files(r: Request, dpath: bytes) -> list[bytes] | int:
     """The candidate names, or the status of a failure (already logged)."""
-    try:
-        it = os.scandir(dpath)
-    except OSError as e:
-        return _opendir_error(r, _s(dpath), e)
+    it = open_dir(r, dpath)
+    if isinstance(it, int):
+        return it
     names: list[bytes] = []
     prefix = dpath + b"/"
     with it:
-        while True:
-            try:
-                de = next(it, None)
-            except OSError as e:
-                r.log_error(logmod.CRIT, f'readdir() "{_s(dpath)}" failed ({e.errno}: {e.strerror})')
-                return 500
+        for de in read_dir(r, it, dpath):
             if de is None:
-                break
+                return 500
             name: bytes = de.name
-            if name[:1] == b".":
-                continue
             # nginx trusts d_type: only a link (or an unknown type) is
             # stat()ed, so a plain file is a candidate even if unreadable
             if not de.is_symlink():
@@ -83,20 +65,16 @@ def _files(r: Request, dpath: bytes) -> list[bytes] | int:
             except OSError as e:
                 # unlike autoindex, only ENOENT (a dangling link) is forgiven
                 if e.errno != errno.ENOENT:
-                    r.log_error(logmod.CRIT, f'stat() "{_s(full)}" failed ({e.errno}: {e.strerror})')
+                    r.log_error(logmod.CRIT, f'stat() "{path_str(full)}" failed ({e.errno}: {e.strerror})')
                     return 500
                 try:
                     st = os.lstat(full)
                 except OSError as e2:
-                    r.log_error(logmod.CRIT, f'lstat() "{_s(full)}" failed ({e2.errno}: {e2.strerror})')
+                    r.log_error(logmod.CRIT, f'lstat() "{path_str(full)}" failed ({e2.errno}: {e2.strerror})')
                     return 500
             if stat.S_ISREG(st.st_mode):
                 names.append(name)
     return names
-
-
-def _s(b: bytes) -> str:
-    return b.decode("utf-8", "surrogateescape")
 
 
 def random_index_handler(r: Request) -> int:
@@ -112,7 +90,7 @@ def random_index_handler(r: Request) -> int:
         return found
     if not found:
         return DECLINED
-    name = _s(found[_rng.randrange(len(found))])
+    name = path_str(found[_rng.randrange(len(found))])
     # nginx keeps the name in r->variables, which outlive the redirect
     r.vars["random_index"] = name
     r.internal_redirect(r.uri + name, None)

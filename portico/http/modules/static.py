@@ -63,6 +63,26 @@ def etag_for(st: os.stat_result) -> str:
     return f'"{int(st.st_mtime):x}-{st.st_size:x}"'
 
 
+def weak_etag(h: Any) -> None:
+    """ngx_http_weak_etag: ``"x"`` becomes ``W/"x"``; a value that is not a
+    quoted string is dropped; a weak one (``W/`` and more) stays."""
+    etag = h.etag
+    if etag is None or (len(etag) > 2 and etag.startswith("W/")):
+        return
+    h.etag = f"W/{etag}" if etag.startswith('"') else None
+
+
+def body_changed(r: Request) -> None:
+    """What a filter that rewrites the body does to the header (gzip, gunzip,
+    addition): ngx_http_clear_content_length, ngx_http_clear_accept_ranges
+    (ranges of the new body are not served either) and ngx_http_weak_etag."""
+    h = r.hout
+    h.content_length = None
+    h.accept_ranges = False
+    r.allow_ranges = False
+    weak_etag(h)
+
+
 def _open_error(r: Request, e: OSError, path: str) -> int:
     status = _ERRNO_STATUS.get(e.errno or 0, 500)
     level = logmod.ERROR if status != 500 else logmod.CRIT
@@ -101,6 +121,17 @@ def static_handler(r: Request) -> int:
         return 404
     if r.method == "POST":
         return 405
+    file_header(r, st)
+    r.allow_ranges = True
+    r.file_stat = st  # type: ignore[attr-defined]
+    return send_file(r, fd, st)
+
+
+def file_header(r: Request, st: os.stat_result) -> None:
+    """The header of a whole file answered 200, as ngx_http_static_handler
+    sets it and ngx_http_gzip_static_handler copies it (the request body is
+    discarded first): the file's length and mtime, the URI's type, the ETag
+    where ``etag on``.  Ranges are the caller's choice (gzip_static: none)."""
     if r.body is not None:
         r.body.discard()
     h = r.hout
@@ -110,16 +141,16 @@ def static_handler(r: Request) -> int:
     h.content_type = content_type_for(r, r.uri) or None  # "" is nginx's "no Content-Type"
     if r.loc.core.etag:
         h.etag = etag_for(st)
-    r.allow_ranges = True
-    r.file_stat = st  # type: ignore[attr-defined]
+
+
+def send_file(r: Request, fd: int, st: os.stat_result) -> int:
+    """Send the header, then the whole file (nothing for HEAD, a request that
+    ended meanwhile, or an empty file)."""
     r.send_header()
-    if r.header_only or r.done:
+    if r.header_only or r.done or st.st_size == 0:
         r.send(None, True)
         return OK
-    if st.st_size == 0:
-        r.send(None, True)
-    else:
-        r.send([FileBuf(fd, 0, st.st_size)], True)
+    r.send([FileBuf(fd, 0, st.st_size)], True)
     return OK
 
 
@@ -138,7 +169,7 @@ def _index(cf: Any, node: Node, conf: IndexLocConf) -> None:
         if not a:
             raise node.error(f'index "{a}" in "index" directive is invalid')
         if a.startswith("/") and a is not node.args[-1]:
-            raise node.error(f'only the last index in "index" directive should be absolute')
+            raise node.error('only the last index in "index" directive should be absolute')
         items.append(main.variables.compile(a, node.file, node.line) if "$" in a else a)
     conf.index = conf.index + tuple(items)
 

@@ -1,9 +1,9 @@
 """ngx_http_sub_module: ``sub_filter`` replaces strings in response bodies.
 
-Also home of three helpers the charset filter shares: ``BodyFeed`` (a
-filter's input as byte chunks, files read piecewise), ``types_setter`` /
-``type_listed`` (nginx's ``ngx_http_types_slot`` and
-``ngx_http_test_content_type``).
+Also home of what the charset filter shares: ``BodyFeed`` (a filter's
+input as byte chunks, files read piecewise) and ``feed_body_filter`` (a
+body filter that hands its input to a ``BodyFeed``).  ``sub_filter_types``
+is ``portico.http.types``'s.
 
 Invariants:
 - Matching is nginx's (ngx_http_sub_parse, 1.9.4+): search strings are
@@ -41,66 +41,14 @@ from ...conf.parser import Node
 from ...core import log as logmod
 from ...core.module import HSL, MORE1, TAKE2, Conf, Module, UNSET, dir, set_flag
 from ..request import FileBuf, Request
+from ..types import HTML_TYPES, type_listed, types_setter
+from .static import weak_etag
 
 # --- shared helpers -------------------------------------------------------------------
-
-#: ``*`` in a types directive (ngx_http_types_slot's ``(void *) -1``)
-ANY_TYPE = "*"
 
 _CHUNK = 32768  # nginx reads files for in-memory filters in output_buffers (2 32k)
 _BURST = 32  # chunks read in one go before other connections get a turn
 _BACKOFF = 0.002  # seconds between looks at a connection whose socket is full
-
-
-def types_setter(attr: str, defaults: tuple[str, ...]) -> Callable[[Any, Node, Any], None]:
-    """ngx_http_types_slot: the first use starts from the module's default
-    types; values are lower-cased; ``*`` matches every type and makes later
-    uses no-ops; a repeated type is a warning, not an error."""
-    def setter(cf: Any, node: Node, conf: Any) -> None:
-        cur = getattr(conf, attr)
-        if cur == ANY_TYPE:
-            return
-        types = list(defaults) if cur is UNSET else list(cur)
-        for v in node.args:
-            if v == "*":
-                setattr(conf, attr, ANY_TYPE)
-                return
-            low = v.lower()
-            if low in types:
-                cf.cycle.warn(f'duplicate MIME type "{low}"', node)
-                continue
-            types.append(low)
-        setattr(conf, attr, frozenset(types))
-    return setter
-
-
-_CHARSET_PARAM = re.compile(r"; *charset=", re.IGNORECASE)
-
-
-def bare_type(ct: str) -> str:
-    """nginx's ``content_type_len`` part of a Content-Type value: everything
-    before a ``; charset=`` parameter (upstream parsing stops there), else
-    the whole value."""
-    if ";" not in ct:
-        return ct
-    m = _CHARSET_PARAM.search(ct)
-    return ct[:m.start()] if m is not None else ct
-
-
-def content_type_key(h: Any) -> str | None:
-    """The lower-cased type nginx looks up in a types hash; None when empty."""
-    ct = h.content_type
-    if not ct:
-        return None
-    return bare_type(ct).lower()
-
-
-def type_listed(types: Any, h: Any) -> bool:
-    """ngx_http_test_content_type: ``*`` matches even a response without a type."""
-    if types == ANY_TYPE:
-        return True
-    key = content_type_key(h)
-    return key is not None and key in types
 
 
 def _backed_up(r: Request) -> bool:
@@ -226,14 +174,30 @@ class BodyFeed:
             r.terminate()
 
 
+def feed_body_filter(key: str, consume: Callable[[Request, bytes, bool], None]
+                     ) -> Callable[[Request, list[Any], bool, Any], None]:
+    """A body filter that hands its input, through a ``BodyFeed``, to
+    ``consume``; it acts when the header filter left ``r.ctx[key]``, an
+    object with ``feed`` and ``next`` slots (``next`` is where ``consume``
+    sends its output)."""
+    def body_filter(r: Request, bufs: list[Any], last: bool, next: Any) -> None:
+        ctx = r.ctx.get(key)
+        if ctx is None:
+            next(r, bufs, last)
+            return
+        feed = ctx.feed
+        if feed is None:
+            ctx.next = next
+            feed = ctx.feed = BodyFeed(r, consume, next)
+        feed.push(bufs, last)
+    return body_filter
+
+
 # --- sub_filter -----------------------------------------------------------------------
-
-_HTML_TYPES = ("text/html",)  # ngx_http_html_default_types
-
 
 class SubLocConf(Conf):
     pairs: tuple = ()  # ((match: ComplexValue, value: ComplexValue), ...)
-    types: Any = frozenset(_HTML_TYPES)
+    types: Any = HTML_TYPES
     once: bool = True
     last_modified: bool = False
     matcher: Any = None  # the static Matcher when no search string has variables
@@ -337,29 +301,8 @@ def sub_header_filter(r: Request, next: Any) -> None:
             h.remove("Last-Modified")
             h.etag = None
         else:
-            weaken_etag(h)
+            weak_etag(h)
     next(r)
-
-
-def weaken_etag(h: Any) -> None:
-    """ngx_http_weak_etag: ``"x"`` becomes ``W/"x"``; a value that is not a
-    quoted string is dropped; a weak one stays."""
-    etag = h.etag
-    if etag is None or (len(etag) > 2 and etag.startswith("W/")):
-        return
-    h.etag = f"W/{etag}" if etag.startswith('"') else None
-
-
-def sub_body_filter(r: Request, bufs: list[Any], last: bool, next: Any) -> None:
-    ctx: SubCtx | None = r.ctx.get("sub")
-    if ctx is None:
-        next(r, bufs, last)
-        return
-    feed = ctx.feed
-    if feed is None:
-        ctx.next = next
-        feed = ctx.feed = BodyFeed(r, _consume, next)
-    feed.push(bufs, last)
 
 
 def _consume(r: Request, data: bytes, last: bool) -> None:
@@ -454,6 +397,9 @@ def _apply(r: Request, ctx: SubCtx, out: list[bytes], data: bytes, p: int, s: in
         ctx.active &= ~(1 << i)
 
 
+sub_body_filter = feed_body_filter("sub", _consume)
+
+
 class SubModule(Module):
     name = "sub"
     nginx_name = "ngx_http_sub_module"
@@ -461,7 +407,7 @@ class SubModule(Module):
     loc_conf = SubLocConf
     directives = [
         dir("sub_filter", HSL, TAKE2, _sub_filter),
-        dir("sub_filter_types", HSL, MORE1, types_setter("types", _HTML_TYPES)),
+        dir("sub_filter_types", HSL, MORE1, types_setter("types")),
         dir("sub_filter_once", HSL, (1, 1), set_flag("once")),
         dir("sub_filter_last_modified", HSL, (1, 1), set_flag("last_modified")),
     ]

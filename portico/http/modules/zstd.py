@@ -14,6 +14,8 @@ Invariants:
 - The dictionary is read once, when the configuration is read; every
   response gets a fresh compression context (streams may interleave).
 - Output is one zstd frame from the ``zstandard`` package.
+- The directives and hooks it shares with gzip and brotli are
+  ``portico.http.encoding``'s ``filter_directives`` and ``FilterModule``.
 """
 from __future__ import annotations
 
@@ -23,8 +25,7 @@ import zstandard
 
 from ...conf.parser import Node
 from ...core import values
-from ...core.module import (HSL, HTTP, MORE1, TAKE1, TAKE2, Conf, Module, UNSET, dir, set_bufs, set_flag,
-                            set_size)
+from ...core.module import HSL, HTTP, MORE1, TAKE1, Conf, UNSET, dir
 from .. import encoding
 from ..request import Request
 from .gzip_static import static_mode_setter
@@ -33,12 +34,8 @@ MIN_LEVEL = -(1 << 17)  # ZSTD_minCLevel() of libzstd 1.5
 MAX_LEVEL = zstandard.MAX_COMPRESSION_LEVEL
 
 
-class ZstdLocConf(Conf):
-    enable: bool = False
+class ZstdLocConf(encoding.FilterLocConf):
     level: int = 1
-    min_length: int = 20
-    types: Any = encoding.HTML_TYPES
-    bufs: tuple = (32, 4096)
     mode: int = encoding.OFF  # zstd_static
 
 
@@ -73,73 +70,35 @@ def _dict_file(cf: Any, node: Node, conf: ZstdMainConf) -> None:
     conf.dict_data = zstandard.ZstdCompressionDict(data)
 
 
-class ZstdEncoder(encoding.Encoder):
-    __slots__ = ("o",)
+class ZstdEncoder(encoding.LibEncoder):
+    __slots__ = ()
     failed_msg = "ZSTD_compressStream2() failed"
 
     def __init__(self, c: ZstdLocConf, dict_data: Any) -> None:
-        super().__init__()
-        cctx = zstandard.ZstdCompressor(level=c.level, dict_data=dict_data)
-        self.o = cctx.compressobj()
-
-    def feed(self, data: bytes) -> bytes:
-        self.zin += len(data)
-        out = self.o.compress(data)
-        self.zout += len(out)
-        return out
-
-    def end(self) -> bytes:
-        out = self.o.flush()
-        self.zout += len(out)
-        return out
+        # one frame per response, from a context of its own
+        o = zstandard.ZstdCompressor(level=c.level, dict_data=dict_data).compressobj()
+        super().__init__(o.compress, o.flush)
 
 
-def _eligible(r: Request) -> bool:
-    c: ZstdLocConf = r.loc.zstd
-    return encoding.filter_eligible(r, c.enable, c.min_length, c.types)
+def _encoder(r: Request) -> ZstdEncoder:
+    return ZstdEncoder(r.loc.zstd, r.http.main["zstd"].dict_data)
 
 
-def _quality(r: Request) -> int:
-    return encoding.quality(r, "zstd")
+# $zstd_ratio: "%ui.%03ui", truncated, as the module prints it
+ZSTD = encoding.Coding("zstd", 0, "zstd", ".zst", _encoder, "zstd", ratio_digits=3)
+encoding.register(ZSTD)
 
 
-def zstd_header_filter(r: Request, next: Any) -> None:
-    if encoding.negotiate(r) == "zstd":
-        encoding.start_encoding(r, "zstd", ZstdEncoder(r.loc.zstd, r.http.main["zstd"].dict_data))
-    next(r)
-
-
-def _zstd_ratio(r: Request) -> str | None:
-    enc = r.ctx.get("enc:zstd")
-    if enc is None or not enc.done or enc.zout == 0:
-        return None
-    return encoding.ratio(enc.zin, enc.zout, digits=3)
-
-
-encoding.register(encoding.Coding("zstd", 0, "zstd", ".zst", _quality, _eligible, lambda loc: loc.zstd.mode))
-
-
-class ZstdModule(Module):
+class ZstdModule(encoding.FilterModule):
     name = "zstd"
     nginx_name = "ngx_http_zstd_filter_module"
-    is_http = True
     main_conf = ZstdMainConf
     loc_conf = ZstdLocConf
+    coding = ZSTD
+    static_here = True
     directives = [
-        dir("zstd", HSL | {"lif"}, TAKE1, set_flag("enable")),
+        *encoding.filter_directives("zstd", min_length_nargs=MORE1),
         dir("zstd_comp_level", HSL, TAKE1, _comp_level),
-        dir("zstd_types", HSL, MORE1, encoding.types_setter("types")),
-        dir("zstd_buffers", HSL, TAKE2, set_bufs("bufs"), status="partial"),
-        dir("zstd_min_length", HSL, MORE1, set_size("min_length")),
         dir("zstd_dict_file", frozenset({HTTP}), TAKE1, _dict_file, level="main"),
         dir("zstd_static", HSL, TAKE1, static_mode_setter("zstd")),
     ]
-
-    def preconfiguration(self, http: Any) -> None:
-        http.variables.add("zstd_ratio", _zstd_ratio)
-
-    def postconfiguration(self, http: Any) -> None:
-        http.header_filters.append(("zstd", zstd_header_filter, lambda loc: loc.zstd.enable))
-        http.body_filters.append(("zstd", encoding.compress_body_filter("zstd"), lambda loc: loc.zstd.enable))
-        if http.main["zstd"].used:
-            encoding.register_static(http)
