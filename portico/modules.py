@@ -38,14 +38,19 @@ def all_modules() -> list[Module]:
     from .http.modules.random_index import RandomIndexModule
     from .http.modules.sub import SubModule
     from .http.modules.zstd import ZstdModule
+    from .http.modules.proxy import ProxyModule
+    from .http.modules.upstream import UpstreamKeepaliveModule, UpstreamModule
+    from .http.modules.upstream_methods import (UpstreamHashModule, UpstreamIpHashModule,
+                                                UpstreamLeastConnModule, UpstreamRandomModule)
     # nginx's ngx_modules[] order (auto/modules): it fixes phase-handler order
     # (filters are ordered by phases.HEADER_ORDER / BODY_ORDER instead)
-    return [CoreModule(), HttpCoreModule(), LogModule(), StaticModule(), GzipStaticModule(),
+    return [CoreModule(), HttpCoreModule(), LogModule(), UpstreamModule(), StaticModule(), GzipStaticModule(),
             DavModule(), AutoindexModule(), IndexModule(), RandomIndexModule(), TryFilesModule(),
             AccessModule(), LimitConnModule(), LimitReqModule(), RealIpModule(), GeoModule(), MapModule(),
-            SplitClientsModule(), RewriteModule(), EmptyGifModule(), StubStatusModule(),
+            SplitClientsModule(), RewriteModule(), ProxyModule(), EmptyGifModule(), StubStatusModule(),
             HeadersModule(), RangeModule(), GzipModule(), BrotliModule(), ZstdModule(), CharsetModule(),
-            SubModule(), AdditionModule(), GunzipModule()]
+            SubModule(), AdditionModule(), GunzipModule(), UpstreamHashModule(), UpstreamIpHashModule(),
+            UpstreamLeastConnModule(), UpstreamRandomModule(), UpstreamKeepaliveModule()]
 
 
 def registry() -> Registry:

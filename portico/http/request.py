@@ -90,6 +90,9 @@ class Request:
     add_uri_to_alias = False  # try_files in a regex location with alias
     valid_location = True  # False after "rewrite ... break" (alias is then refused)
     pool_cleanup: Any = ()  # a list of its own on first add_pool_cleanup()
+    upstream_log = ""  # ', upstream: "..."' in error-log lines while proxying
+    write_event: Any = None  # called when the client socket drained (proxy back-pressure)
+    eof_event: Any = None  # called when the client closed its side while this request runs (proxy)
 
     def __init__(self, conn: Any, http: "HttpMain", method: str, raw_uri: str, uri: str, args: str,
                  version: str, headers: list[tuple[str, str]], hin: dict[str, str], host: str) -> None:
@@ -157,6 +160,8 @@ class Request:
             parts.append(f", server: {self.server.name}")
         if self.request_line:
             parts.append(f', request: "{self.request_line}"')
+        if self.upstream_log:
+            parts.append(self.upstream_log)
         host = self.hin.get("host")
         if host is not None:
             parts.append(f', host: "{host}"')

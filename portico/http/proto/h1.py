@@ -285,6 +285,9 @@ class H1Connection(H1Writer, asyncio.Protocol):
             return None
         # half-close: finish the responses, then close
         cur = self.current
+        if cur is not None and cur.eof_event is not None:
+            cur.eof_event()  # e.g. proxy: nginx's "client closed prematurely connection"
+            return True
         if cur is not None and cur.body is not None and not cur.body.complete:
             cur.body.on_error("eof")
         return True
@@ -304,6 +307,9 @@ class H1Connection(H1Writer, asyncio.Protocol):
             self.deadline = 0.0
             self.timeout_kind = ""
         self._pump()
+        r = self.current
+        if r is not None and r.write_event is not None and not self.paused:
+            r.write_event()  # e.g. proxy: resume reading the upstream
 
     # --- httptools callbacks ---------------------------------------------------------
     def on_message_begin(self) -> None:

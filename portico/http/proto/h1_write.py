@@ -271,7 +271,7 @@ class H1Writer:
             while fb.size > 0:
                 if self.paused:
                     return False
-                n = fb.size if fb.size <= _SMALL_FILE else 65536
+                n = min(fb.size, 65536)  # never past the region, which may end before EOF
                 data = os.pread(fb.fd, n, fb.offset)
                 if not data:
                     self._file_error(fb)

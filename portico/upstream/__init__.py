@@ -1,0 +1,1 @@
+"""Upstreams: upstream{} blocks, their peers, balancing and keepalive pools."""

@@ -1,0 +1,760 @@
+"""One proxied request: peer choice, connect, send, parse the response, pass
+it to the client, retry (ngx_http_upstream.c + the proxy module's
+create_request / process_header).
+
+Invariants:
+- ``UpstreamRequest.finished`` becomes True exactly once, by ``_complete``
+  (response fully read), ``_fail`` (an error answer or a closed client
+  connection) or ``_cleanup`` (the client request ended first); after it no
+  upstream event touches the request, and the upstream connection is
+  either parked in the keepalive pool or closed.
+- The connection is detached (``conn.owner = None``) before it is closed,
+  pooled or replaced, so a late event of an old connection is ignored.
+- The upstream connection goes back to the pool as soon as the response is
+  complete, before the last buffer is handed to the client (buffering on);
+  bytes the client cannot take yet wait in the client writer: in memory up
+  to proxy_buffers, then as regions of an unlinked temp file
+  (``FileBuf``), so a slow client holds no upstream connection.  With
+  buffering off, reading the upstream pauses while the client socket is
+  full (``r.write_event`` resumes it).
+- Error-log lines are nginx's: the message, `` while <action>``, and the
+  request context with ``upstream: "http://peer/uri"`` (``r.upstream_log``).
+"""
+from __future__ import annotations
+
+import errno as errno_mod
+import os
+import socket
+import tempfile
+from typing import Any
+
+import httptools
+
+from ..core import log as logmod
+from ..http.modules import proxy as px
+from ..http.modules.upstream import UpState
+from ..http.request import DONE, FileBuf, Request
+from .balancers.round_robin import RoundRobin
+from .block import UpstreamBlock, literal_address, peer_name
+from .connection import UpstreamConn, connect
+from .keepalive import Pool
+from .peers import Peer, PeerGroup, PeerState
+
+CONNECTING = "connecting to upstream"
+SENDING = "sending request to upstream"
+READING_HEADER = "reading response header from upstream"
+READING = "reading upstream"
+_NON_IDEMPOTENT = frozenset({"POST", "LOCK", "PATCH"})
+_STATUS_FOR = {px.FT_TIMEOUT: 504, px.FT_HTTP_504: 504, px.FT_HTTP_500: 500, px.FT_HTTP_503: 503,
+               px.FT_HTTP_403: 403, px.FT_HTTP_404: 404, px.FT_HTTP_429: 429}
+_SKIP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding"})
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to stop parsing this response."""
+
+
+class _Target:
+    """What a request is proxied to: a configured upstream or one literal address."""
+    __slots__ = ("name", "balancer", "tries", "ub")
+
+    def __init__(self, name: str, balancer: Any, tries: int, ub: UpstreamBlock | None) -> None:
+        self.name = name
+        self.balancer = balancer
+        self.tries = tries
+        self.ub = ub
+
+
+def proxy_handler(r: Request) -> int:
+    conf: px.ProxyLocConf = r.loc.proxy
+    if conf.url is not None:
+        res = _dynamic_target(r, conf)
+        if isinstance(res, int):
+            return res
+        target, vars_ = res
+        dynamic = True
+    else:
+        ub = conf.upstream
+        target = _Target(ub.host, ub.balancer, ub.tries, ub)
+        vars_ = conf.vars
+        dynamic = False
+    r.ctx["proxy_vars"] = vars_
+    u = UpstreamRequest(r, conf, target, vars_, dynamic)
+    body = r.body
+    if body is not None:
+        body.read(u.body_read)
+    else:
+        u.start(None)
+    return DONE
+
+
+def _dynamic_target(r: Request, conf: px.ProxyLocConf) -> tuple[_Target, px.ProxyVars] | int:
+    """ngx_http_proxy_eval and the upstream search of ngx_http_upstream_init_request."""
+    text = conf.url.eval(r)
+    u = px.parse_url(text)
+    if isinstance(u, str):
+        if u == "invalid URL prefix":
+            r.log_error(logmod.ERROR, f'invalid URL prefix in "{text}"')
+        else:
+            r.log_error(logmod.ERROR, f'{u} in upstream "{text.split("://", 1)[-1]}"')
+        return 500
+    schema, host, port, no_port, uri = u
+    hostport = host if host.startswith("unix:") else text[len(schema):].split("/", 1)[0].split("?", 1)[0]
+    vars_ = px.make_vars(schema, host, port, no_port, hostport, uri)
+    ub = r.http.main["upstream"].upstreams.find(host, port, no_port)
+    if ub is not None:
+        return _Target(ub.host, ub.balancer, ub.tries, ub), vars_
+    if host.startswith("unix:"):
+        lit: tuple[int, Any] | None = (socket.AF_UNIX, host[5:])
+    else:
+        lit = literal_address(host, port)
+    if lit is None:
+        r.log_error(logmod.ERROR, f"no resolver defined to resolve {host}")
+        return 502
+    fam, addr = lit
+    group = PeerGroup(host, [Peer(peer_name(fam, addr), fam, addr)])
+    return _Target(host, RoundRobin(group), 1, None), vars_
+
+
+class UpstreamRequest:
+    __slots__ = ("r", "conf", "target", "vars", "dynamic", "loop", "state", "conn", "peer", "cached",
+                 "request_sent", "action", "st", "states", "t0", "t_start", "head", "body", "finished",
+                 "timer", "deadline", "tkind", "parser", "status", "reason", "headers", "hbytes",
+                 "header_done", "resp_cl", "chunked_resp", "length", "buffering", "tmp_fd", "tmp_size",
+                 "up_paused", "mem_limit", "pool", "uri", "method")
+
+    def __init__(self, r: Request, conf: px.ProxyLocConf, target: _Target, vars_: px.ProxyVars,
+                 dynamic: bool) -> None:
+        self.r = r
+        self.conf = conf
+        self.target = target
+        self.vars = vars_
+        self.dynamic = dynamic
+        self.loop = r.conn.worker.loop
+        tries = target.tries
+        if conf.next_upstream_tries and tries > conf.next_upstream_tries:
+            tries = conf.next_upstream_tries
+        self.state = PeerState(tries)
+        self.conn: UpstreamConn | None = None
+        self.peer: Peer | None = None
+        self.cached = False
+        self.request_sent = False
+        self.action = CONNECTING
+        self.st: UpState | None = None
+        self.states: list[UpState] = []
+        r.ctx["upstream_states"] = self.states
+        self.t0 = 0.0
+        self.t_start = self.loop.time()
+        self.head = b""
+        self.body: Any = None
+        self.finished = False
+        self.timer: Any = None
+        self.deadline = 0.0
+        self.tkind = ""
+        self.parser: Any = None
+        self.buffering = conf.buffering
+        self.tmp_fd = -1
+        self.tmp_size = 0
+        self.up_paused = False
+        self.mem_limit = conf.buffers[0] * conf.buffers[1]
+        ub = target.ub
+        self.pool: Pool | None = None
+        if ub is not None and ub.keepalive is not None:
+            if ub.pool is None:
+                ub.pool = Pool(ub.keepalive, self.loop)
+            self.pool = ub.pool
+        self.uri = ""
+        self.method = r.method
+        self._reset_response()
+        r.cleanup.append(self._cleanup)
+        if not conf.ignore_client_abort:
+            r.eof_event = self._client_eof
+
+    def _reset_response(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[str, str]] = []
+        self.hbytes = 0
+        self.header_done = False
+        self.resp_cl: int | None = None
+        self.chunked_resp = False
+        self.length = 0
+
+    # --- start ------------------------------------------------------------------------
+    def body_read(self, body: Any) -> None:
+        r = self.r
+        if r.done:
+            return
+        if body.error:
+            if body.error == "eof":
+                r.log_error(logmod.INFO, "client prematurely closed connection")
+                self.finished = True
+                r.log_status = 400
+                r.terminate()
+            return
+        self.start_with(body)
+
+    def start(self, body: Any) -> None:
+        self.start_with(body)
+
+    def start_with(self, body: Any) -> None:
+        r = self.r
+        conf = self.conf
+        if conf.body is not None:
+            data = conf.body.eval(r).encode("utf-8", "surrogateescape")
+            r.ctx["proxy_body_length"] = len(data)
+            self.body = data
+        else:
+            if body is not None:
+                r.ctx["proxy_body_length"] = body.size
+            else:
+                r.ctx["proxy_body_length"] = r.content_length if r.content_length is not None else -1
+            if body is not None and conf.pass_request_body:
+                self.body = body.in_memory()
+                if self.body is None:
+                    self.body = body  # in a temp file: read when sending
+        self.uri = px.upstream_uri(r, conf, self.vars, self.dynamic)
+        self.head = self._create_request()
+        self._connect()
+
+    def _create_request(self) -> bytes:
+        r = self.r
+        conf = self.conf
+        method = self.method = conf.method.eval(r) if conf.method is not None else r.method
+        out = [method, " ", self.uri, " HTTP/", conf.http_version, "\r\n"]
+        comp: px.Compiled = conf.compiled
+        for p in comp.parts:
+            if p.__class__ is str:
+                out.append(p)
+            else:
+                v = p[1].eval(r)
+                if v:
+                    out.append(f"{p[0]}: {v}\r\n")
+        if conf.pass_request_headers:
+            skip = comp.skip
+            for k, v in r.headers:
+                if k.lower() not in skip:
+                    out.append(f"{k}: {v}\r\n")
+        out.append("\r\n")
+        return "".join(out).encode("utf-8", "surrogateescape")
+
+    # --- connecting -------------------------------------------------------------------
+    def _log(self, level: int, msg: str) -> None:
+        self.r.log_error(level, f"{msg} while {self.action}")
+
+    def _set_upstream_log(self, name: str, unix: bool) -> None:
+        sep = ":" if unix else ""
+        self.r.upstream_log = f', upstream: "{self.vars.schema}{name}{sep}{self.uri}"'
+
+    def _connect(self) -> None:
+        r = self.r
+        self.action = CONNECTING
+        self._reset_response()
+        peer = self.target.balancer.get(self.state, r)
+        now = self.loop.time()
+        if peer is None:
+            st = UpState(self.target.name)
+            self.states.append(st)
+            self.st = st
+            st.response_time = 0.0
+            self._set_upstream_log(self.target.name, False)
+            self._log(logmod.ERROR, "no live upstreams")
+            self._next(px.FT_NOLIVE)
+            return
+        self.peer = peer
+        st = self.st = UpState(peer.name)
+        self.states.append(st)
+        self.t0 = now
+        self._set_upstream_log(peer.name, peer.family == socket.AF_UNIX)
+        if self.pool is not None:
+            c = self.pool.get(peer.name)
+            if c is not None:
+                self.cached = True
+                c.owner = self
+                self.conn = c
+                self.up_connected(c)
+                return
+        self.cached = False
+        self.conn = connect(self.loop, peer, self, self.conf.connect_timeout)
+
+    def up_connected(self, conn: UpstreamConn) -> None:
+        if self.finished:
+            conn.close()
+            return
+        st = self.st
+        if st is not None:
+            st.connect_time = self.loop.time() - self.t0
+        self.conn = conn
+        conn.requests += 1
+        self._send()
+
+    def up_connect_failed(self, en: int, text: str, immediate: bool) -> None:
+        if self.finished:
+            return
+        self.conn = None
+        if immediate and self.peer is not None:
+            self._log(logmod.ERROR, f"connect() to {self.peer.name} failed ({en}: {text})")
+        else:
+            self._log(logmod.ERROR, f"connect() failed ({en}: {text})")
+        self._next(px.FT_ERROR)
+
+    def up_connect_timeout(self) -> None:
+        if self.finished:
+            return
+        self.conn = None
+        self._log(logmod.ERROR, "upstream timed out (110: Connection timed out)")
+        self._next(px.FT_TIMEOUT)
+
+    # --- sending ----------------------------------------------------------------------
+    def _send(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        self.action = SENDING
+        self.parser = httptools.HttpResponseParser(self)
+        body = self.body
+        try:
+            if body is None:
+                conn.write(self.head)
+                sent = len(self.head)
+            elif isinstance(body, (bytes, bytearray)):
+                conn.write(self.head + body if len(body) < 65536 else self.head)
+                if len(body) >= 65536:
+                    conn.write(body)
+                sent = len(self.head) + len(body)
+            else:
+                conn.write(self.head)
+                sent = len(self.head) + self._send_file_body(conn, body)
+        except OSError as e:
+            self._io_error(e)
+            return
+        if self.st is not None:
+            self.st.bytes_sent = sent
+        self.request_sent = True
+        if conn.paused:
+            self._arm("send", self.conf.send_timeout)
+        else:
+            self.action = READING_HEADER
+            self._arm("read", self.conf.read_timeout)
+
+    def _send_file_body(self, conn: UpstreamConn, body: Any) -> int:
+        f = body.file
+        f.flush()
+        fd = f.fileno()
+        off = 0
+        while True:
+            chunk = os.pread(fd, 65536, off)
+            if not chunk:
+                return off
+            conn.write(chunk)
+            off += len(chunk)
+
+    def up_writable(self) -> None:
+        if self.finished:
+            return
+        if self.action == SENDING:
+            self.action = READING_HEADER
+            self._arm("read", self.conf.read_timeout)
+
+    # --- timers -----------------------------------------------------------------------
+    def _stop_timer(self) -> None:
+        # a pending timer would keep this request (and its whole graph) alive
+        # until it fires: cancel it the moment the request is finished
+        self.tkind = ""
+        t, self.timer = self.timer, None
+        if t is not None:
+            t.cancel()
+
+    def _arm(self, kind: str, seconds: float) -> None:
+        self.tkind = kind
+        self.deadline = self.loop.time() + seconds
+        if self.timer is None:
+            self.timer = self.loop.call_later(seconds, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.finished or not self.tkind:
+            return
+        left = self.deadline - self.loop.time()
+        if left > 0.0005:
+            self.timer = self.loop.call_later(left, self._on_timer)
+            return
+        self._log(logmod.ERROR, "upstream timed out (110: Connection timed out)")
+        if not self.header_done:
+            self._drop_conn()
+            self._next(px.FT_TIMEOUT)
+        else:
+            self._fail(504)
+
+    # --- receiving ---------------------------------------------------------------------
+    def up_data(self, data: bytes) -> None:
+        if self.finished:
+            return
+        if self.tkind == "read":
+            self.deadline = self.loop.time() + self.conf.read_timeout
+        st = self.st
+        if st is not None:
+            st.bytes_received += len(data)
+        if self.action == SENDING:
+            self.action = READING_HEADER
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__ or e.__cause__
+            if isinstance(cause, _Stop):
+                return
+            raise
+        except httptools.HttpParserError as e:
+            if self.finished:
+                return
+            self._invalid(e)
+
+    def _invalid(self, e: Exception) -> None:
+        if self.header_done:
+            self._log(logmod.ERROR, "upstream sent invalid chunked response")
+            self._fail(502)
+            return
+        if not self.status:
+            self._log(logmod.ERROR, "upstream sent no valid HTTP/1.0 header")
+        else:
+            self._log(logmod.ERROR, "upstream sent invalid header")
+        self._drop_conn()
+        self._next(px.FT_INVALID_HEADER)
+
+    # httptools callbacks
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+        self.status = 1
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.hbytes += len(name) + len(value) + 4
+        if self.hbytes > self.conf.buffer_size:
+            self._log(logmod.ERROR, "upstream sent too big header")
+            self._drop_conn()
+            self._next(px.FT_INVALID_HEADER)
+            raise _Stop()
+        self.headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self.status = status
+        self.header_done = True
+        st = self.st
+        if st is not None:
+            st.status = status
+            st.header_time = self.loop.time() - self.t0
+        conf = self.conf
+        flag = px.NEXT_ERRORS.get(status)
+        if flag is not None:
+            mask = flag
+            if self.request_sent and self.r.method in _NON_IDEMPOTENT:
+                mask |= px.FT_NON_IDEMPOTENT
+            timeout = conf.next_upstream_timeout
+            if (self.state.tries > 1 and (conf.next_upstream & mask) == mask
+                    and not (timeout and self.loop.time() - self.t_start >= timeout)):
+                self._drop_conn()
+                self._next(flag)
+                raise _Stop()
+        r = self.r
+        if conf.intercept_errors and status >= 300 and status in r.loc.core.error_pages:
+            self._drop_conn()
+            self._free_peer(True)
+            self._finish_state()
+            self.finished = True
+            self._stop_timer()
+            self.r.ctx["upstream_headers"] = self.headers
+            r.finalize(status)
+            raise _Stop()
+        self._process_headers(status)
+        if r.done:
+            self._abandon()
+            raise _Stop()
+        r.send_header()
+        self.action = READING
+        if self.method == "HEAD":
+            # a response to HEAD has no body whatever its headers say
+            self._complete(self.parser.should_keep_alive())
+            raise _Stop()
+
+    def _process_headers(self, status: int) -> None:
+        r = self.r
+        conf = self.conf
+        h = r.hout
+        h.status = status
+        hide = conf.hide_set
+        redirects = conf.redirects
+        self.r.ctx["upstream_headers"] = self.headers
+        for k, v in self.headers:
+            low = k.lower()
+            if low in hide or low in _SKIP_RESPONSE:
+                if low == "transfer-encoding" and "chunked" in v.lower():
+                    self.chunked_resp = True
+                elif low == "x-accel-buffering" and not (conf.ignore_headers and low in conf.ignore_headers):
+                    self.buffering = v.lower() == "yes" if v.lower() in ("yes", "no") else self.buffering
+                continue
+            if low == "content-length":
+                if v.isdigit():
+                    self.resp_cl = int(v)
+                    h.content_length = int(v)
+                continue
+            if low == "content-type":
+                h.content_type = v
+                continue
+            if low == "location":
+                h.location = px.rewrite_redirect(r, redirects, v) if redirects else v
+                continue
+            if low == "refresh" and redirects:
+                i = v.lower().find("url=")
+                if i >= 0:
+                    v = px.rewrite_redirect(r, redirects, v, i + 4)
+            elif low == "etag":
+                h.etag = v
+                continue
+            elif low == "content-encoding":
+                h.content_encoding = v
+                continue
+            h.headers.append((k, v))
+        if self.chunked_resp:
+            self.resp_cl = None
+            h.content_length = None
+
+    def on_body(self, data: bytes) -> None:
+        self.length += len(data)
+        self._to_client(data)
+
+    def on_message_complete(self) -> None:
+        if self.finished:
+            raise _Stop()
+        self._complete(self.parser.should_keep_alive())
+        raise _Stop()
+
+    # --- to the client ------------------------------------------------------------------
+    def _client_pending(self) -> int:
+        c = self.r.conn
+        n = c.transport.get_write_buffer_size()
+        for b in c.outq:
+            if b.__class__ is bytes:
+                n += len(b)
+        return n
+
+    def _to_client(self, data: bytes) -> None:
+        r = self.r
+        if r.done:
+            return
+        if not self.buffering:
+            r.send([data], False)
+            if r.conn.paused and not self.up_paused:
+                self._pause_upstream()
+            return
+        if self.tmp_fd < 0 and not r.conn.paused:
+            r.send([data], False)
+            return
+        if self._client_pending() <= self.mem_limit:
+            r.send([data], False)
+            return
+        if self.conf.max_temp_file_size and self.tmp_size + len(data) <= self.conf.max_temp_file_size:
+            if self.tmp_fd < 0 and not self._open_temp():
+                r.send([data], False)
+                return
+            os.write(self.tmp_fd, data)
+            # regions of at most 32 KB: H1Writer's pread path reads 64 KB at
+            # once for larger ones, past the end of a region in the middle of a file
+            fd, off, n = self.tmp_fd, self.tmp_size, len(data)
+            r.send([FileBuf(fd, o, min(32768, off + n - o)) for o in range(off, off + n, 32768)], False)
+            self.tmp_size += n
+            return
+        r.send([data], False)
+        if not self.up_paused:
+            self._pause_upstream()
+
+    def _open_temp(self) -> bool:
+        r = self.r
+        d = r.http.cycle.full_path(self.conf.temp_path)
+        try:
+            os.makedirs(d, exist_ok=True)
+            fd, path = tempfile.mkstemp(dir=d, prefix="00")
+            os.unlink(path)  # the fd keeps it: nothing to remove on any exit path
+        except OSError as e:
+            self._log(logmod.CRIT, f"failed to create temp file in {d} ({e.errno}: {e.strerror})")
+            return False
+        self.tmp_fd = fd
+        r.cleanup.append(self._close_temp)
+        self._log(logmod.WARN, f"an upstream response is buffered to a temporary file {path}")
+        return True
+
+    def _close_temp(self) -> None:
+        if self.tmp_fd >= 0:
+            os.close(self.tmp_fd)
+            self.tmp_fd = -1
+
+    def _pause_upstream(self) -> None:
+        conn = self.conn
+        if conn is None or conn.transport is None:
+            return
+        self.up_paused = True
+        self.tkind = ""  # no read timeout while we hold the upstream back
+        conn.transport.pause_reading()
+        self.r.write_event = self._client_writable
+
+    def _client_writable(self) -> None:
+        if not self.up_paused or self.finished:
+            return
+        r = self.r
+        if r.conn.paused or (self.buffering and self._client_pending() > self.mem_limit):
+            return
+        self.up_paused = False
+        r.write_event = None
+        conn = self.conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.resume_reading()
+            self._arm("read", self.conf.read_timeout)
+
+    # --- the upstream connection ends -----------------------------------------------------
+    def up_eof(self) -> None:
+        if self.finished:
+            return
+        if not self.header_done:
+            self._log(logmod.ERROR, "upstream prematurely closed connection")
+            self._drop_conn()
+            self._next(px.FT_ERROR)
+            return
+        if self.resp_cl is None and not self.chunked_resp:
+            self._complete(False)  # the body ends with the connection
+            return
+        self._log(logmod.ERROR, "upstream prematurely closed connection")
+        self._fail(502)
+
+    def up_lost(self, exc: Exception | None) -> None:
+        if self.finished:
+            return
+        self.conn = None
+        if exc is None:
+            self.up_eof()
+            return
+        self._io_error(exc)
+
+    def _io_error(self, exc: BaseException) -> None:
+        en = getattr(exc, "errno", None) or errno_mod.ECONNRESET
+        call = "writev()" if self.action == SENDING else "recv()"
+        self._log(logmod.ERROR, f"{call} failed ({en}: {os.strerror(en)})")
+        self._drop_conn()
+        if not self.header_done:
+            self._next(px.FT_ERROR)
+        else:
+            self._fail(502)
+
+    # --- outcomes --------------------------------------------------------------------------
+    def _drop_conn(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort() if self.header_done else conn.close()
+
+    def _free_peer(self, ok: bool) -> None:
+        peer, self.peer = self.peer, None
+        if peer is not None:
+            bal = self.target.balancer
+            bal.free(self.state, peer, ok)
+            if not ok and getattr(bal, "failed_upstream_disabled", None) and bal.failed_upstream_disabled(peer):
+                self._log(logmod.WARN, "upstream server temporarily disabled")
+
+    def _finish_state(self) -> None:
+        st = self.st
+        if st is not None:
+            st.response_time = self.loop.time() - self.t0
+            st.length = self.length
+
+    def _next(self, ft: int) -> None:
+        """ngx_http_upstream_next."""
+        r = self.r
+        if self.peer is not None:
+            self._free_peer(ft in (px.FT_HTTP_403, px.FT_HTTP_404))
+        if self.cached and ft == px.FT_ERROR:
+            self.state.tries += 1  # a stale keepalive connection does not count
+        status = _STATUS_FOR.get(ft, 502)
+        self._finish_state()
+        st = self.st
+        if st is not None:
+            st.status = status
+        if r.done:
+            self._fail(499)
+            return
+        if self.request_sent and r.method in _NON_IDEMPOTENT:
+            ft |= px.FT_NON_IDEMPOTENT
+        timeout = self.conf.next_upstream_timeout
+        if (self.state.tries == 0 or (self.conf.next_upstream & ft) != ft
+                or (timeout and self.loop.time() - self.t_start >= timeout)):
+            self._fail(status)
+            return
+        self._drop_conn()
+        self.request_sent = False
+        self._connect()
+
+    def _fail(self, status: int) -> None:
+        """ngx_http_upstream_finalize_request with an error status."""
+        if self.finished:
+            return
+        self.finished = True
+        self._stop_timer()
+        self._drop_conn()
+        self._free_peer(True)
+        if self.st is not None and self.st.response_time < 0:
+            self._finish_state()
+        r = self.r
+        if r.done:
+            return
+        r.write_event = None
+        if r.header_sent:
+            r.keepalive = False
+            r.terminate()
+        else:
+            r.finalize(status)
+
+    def _complete(self, keepalive: bool) -> None:
+        """The whole response was read: release the upstream, end the response."""
+        if self.finished:
+            return
+        self.finished = True
+        self._stop_timer()
+        self._finish_state()
+        self._free_peer(True)
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if not (keepalive and self.pool is not None and not conn.closed and self.pool.put(conn)):
+                conn.close()
+        r = self.r
+        if r.done:
+            return
+        r.write_event = None
+        r.send(None, True)
+
+    def _abandon(self) -> None:
+        self.finished = True
+        self._stop_timer()
+        self._drop_conn()
+        self._free_peer(True)
+
+    def _client_eof(self) -> None:
+        """The client closed its side before the response was complete:
+        nginx (proxy_ignore_client_abort off) ends the request with 499."""
+        r = self.r
+        r.eof_event = None
+        if self.finished or r.done:
+            return
+        self._log(logmod.INFO, "client prematurely closed connection, so upstream connection is closed too")
+        self._abandon()
+        self._finish_state()
+        r.log_status = 499
+        r.keepalive = False
+        r.terminate()
+
+    def _cleanup(self) -> None:
+        """The client request ended (sent, or the client went away)."""
+        if self.finished:
+            return
+        self.r.log_error(logmod.INFO, "client closed prematurely connection, so upstream connection is closed too")
+        self.finished = True
+        self._stop_timer()
+        self._finish_state()
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()
+        self._free_peer(True)
