@@ -29,8 +29,8 @@ Invariants:
   which then declines, as nginx's ``ngx_http_limit_req_delay`` re-running
   the phases.  The timer never resumes a finished request (``r.done``: the
   client went away and the connection logged it) or a closing connection;
-  a client that half-closed meanwhile gets nginx's 499 and "client
-  prematurely closed connection" (found when the delay ends, not at once).
+  a client that half-closes meanwhile (``r.eof_event``) gets nginx's 499
+  and "client prematurely closed connection" at once.
 - Handlers are registered only when some level has ``limit_req``.
 - The zone, reference, status, log-level, dry-run, variable and reload
   plumbing is ``limit_common``'s, shared with limit_conn; this file keeps
@@ -39,8 +39,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
 from typing import Any
 
@@ -314,20 +312,25 @@ def limit_req_handler(r: Request) -> int:
         r.ctx["limit_req"] = DELAYED_DRY_RUN
         return DECLINED
     r.ctx["limit_req"] = DELAYED
-    asyncio.get_running_loop().call_later(delay / 1000.0, _resume, r)
+    timer = asyncio.get_running_loop().call_later(delay / 1000.0, _resume, r)
+
+    def client_gone() -> None:
+        # nginx's ngx_http_test_reading watches a delayed request: a client
+        # that closes its side ends it at once with 499
+        timer.cancel()
+        r.eof_event = None
+        r.log_error(logmod.INFO, "client prematurely closed connection")
+        r.status = r.log_status = 499
+        r.terminate()
+    r.eof_event = client_gone
     return AGAIN
 
 
 def _resume(r: Request) -> None:
     """The delay is over: run the phases again from this handler (which now
     declines), unless the request ended meanwhile."""
+    r.eof_event = None
     if r.done or getattr(r.conn, "closing", False):
-        return
-    if _client_closed(r):
-        # nginx's ngx_http_test_reading, which watches a delayed request
-        r.log_error(logmod.INFO, "client prematurely closed connection")
-        r.status = r.log_status = 499
-        r.terminate()
         return
     try:
         r.http.engine.run(r)
@@ -336,22 +339,6 @@ def _resume(r: Request) -> None:
         if handler is None:
             raise
         handler(r, e)
-
-
-def _client_closed(r: Request) -> bool:
-    """Whether the client has half-closed (FIN) its side: a one-byte
-    MSG_PEEK read returns nothing, as in ngx_http_test_reading.  The
-    protocol layer takes a FIN while a request runs for a half-close and
-    says nothing, so the delay looks at the socket itself when it ends."""
-    transport = getattr(r.conn, "transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None:
-        return False
-    try:
-        with socket.socket(fileno=os.dup(sock.fileno())) as s:
-            return s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except OSError:  # EAGAIN: nothing to read, the client is still there
-        return False
 
 
 class LimitReqModule(LimitModule):
