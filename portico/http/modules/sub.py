@@ -48,8 +48,6 @@ from .static import weak_etag
 
 _CHUNK = 32768  # nginx reads files for in-memory filters in output_buffers (2 32k)
 _BURST = 32  # chunks read in one go before other connections get a turn
-_BACKOFF = 0.002  # seconds between looks at a connection whose socket is full
-
 
 def _backed_up(r: Request) -> bool:
     # h1 pauses writing exactly when the kernel refused data (write-buffer
@@ -61,8 +59,8 @@ class BodyFeed:
     """A body filter's input as byte chunks, handed to ``consume(r, data, last)``.
 
     bytes pass as they are; FileBuf regions are read 32 KB at a time, and
-    when the client's socket is full the reading waits (polling the
-    connection) so that a large file never sits in memory.  ``last`` is true
+    when the client's socket is full the reading waits until the protocol
+    says it drained (``r.write_event``), so a large file never sits in memory.  ``last`` is true
     on exactly one call, the final one.  When the consumer sets ``raw``, the
     rest of the input (file regions as FileBuf) goes to ``forward`` as is.
     """
@@ -112,10 +110,12 @@ class BodyFeed:
                 data = it
             else:
                 if _backed_up(r):
-                    self._defer(_BACKOFF)
+                    # wait for the protocol to say the socket drained
+                    self.busy = True
+                    r.write_event = self._drained
                     return
                 if done >= _BURST:
-                    self._defer(0.0)
+                    self._defer()
                     return
                 fd, off, size = it
                 try:
@@ -156,13 +156,14 @@ class BodyFeed:
         self.finished = self.last
         self.forward(self.r, out, self.last)
 
-    def _defer(self, delay: float) -> None:
+    def _defer(self) -> None:
+        """Let other connections run before reading on (a long file)."""
         self.busy = True
-        loop = asyncio.get_running_loop()
-        if delay:
-            loop.call_later(delay, self._resume)
-        else:
-            loop.call_soon(self._resume)
+        asyncio.get_running_loop().call_soon(self._resume)
+
+    def _drained(self) -> None:
+        self.r.write_event = None
+        self._resume()
 
     def _resume(self) -> None:
         self.busy = False
