@@ -653,7 +653,7 @@ class UpstreamRequest:
         if peer is not None:
             bal = self.target.balancer
             bal.free(self.state, peer, ok)
-            if not ok and getattr(bal, "failed_upstream_disabled", None) and bal.failed_upstream_disabled(peer):
+            if not ok and bal.failed_upstream_disabled(peer):
                 self._log(logmod.WARN, "upstream server temporarily disabled")
 
     def _finish_state(self) -> None:

@@ -74,6 +74,8 @@ class Balancer(Protocol):
 
     def free(self, state: PeerState, peer: Peer, ok: bool) -> None: ...
 
+    def failed_upstream_disabled(self, peer: Peer) -> bool: ...
+
 
 def now() -> float:
     return time.monotonic()

@@ -189,6 +189,12 @@ class BalancerBase:
     def free(self, state: PeerState, peer: Peer, ok: bool) -> None:
         rr_free(self.peers, state, peer, ok)
 
+    def failed_upstream_disabled(self, peer: Peer) -> bool:
+        """True when the failure just counted reached max_fails (nginx then
+        warns "upstream server temporarily disabled"); a single peer is never
+        disabled."""
+        return not self.peers.single and disabled_now(peer, False)
+
 
 T = TypeVar("T")
 
