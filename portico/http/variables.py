@@ -759,8 +759,6 @@ class Variables:
     def __init__(self) -> None:
         self.vars: dict[str, Getter] = _builtin()
         self.prefixes = list(_PREFIXES)
-        # names declared by ``set``: values live in r.vars
-        self.settable: set[str] = set()
         # variables ``set`` may override (map, geo, split_clients, set's own,
         # and the core's $args and $limit_rate, which have set handlers)
         self.changeable: set[str] = set(_SETTERS)
@@ -793,14 +791,6 @@ class Variables:
     def setter(self, name: str) -> Setter | None:
         """The set handler of a changeable core variable, or None."""
         return self.setters.get(name.lower())
-
-    def declare_set(self, name: str) -> None:
-        if self.getter(name) is None:
-            self.settable.add(name)
-
-            def get(r: "Request", _n: str = name) -> str | None:
-                return r.vars.get(_n)
-            self.vars[name] = get
 
     def getter(self, name: str) -> Getter | None:
         """The getter of ``$name`` (case-insensitive), or None if unknown.

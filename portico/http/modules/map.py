@@ -97,7 +97,7 @@ def check_new_variable(main: Any, node: Node, name: str) -> None:
     vs = main.variables
     key = name if name in vs.vars else low
     g = vs.vars.get(key)
-    if g is None or key in vs.changeable or key in vs.settable:
+    if g is None or key in vs.changeable:
         return
     # names cached from a prefix family ($http_x, $arg_x...) and named
     # captures are not fixed variables in nginx

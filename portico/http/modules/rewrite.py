@@ -24,7 +24,7 @@ from typing import Any
 
 from ...conf.parser import Node
 from ...core import log as logmod
-from ...core.module import (HTTP, LIF, LOCATION, MORE1, NOARGS, SERVER, SIF, TAKE1, TAKE12, TAKE2,
+from ...core.module import (HTTP, LIF, LOCATION, MORE1, NOARGS, SERVER, SIF, TAKE1, TAKE12, TAKE2, TAKE23,
                             Conf, Module, UNSET, dir, set_flag)
 from .. import script
 from ..location import Location
@@ -283,7 +283,7 @@ class RewriteModule(Module):
     is_http = True
     loc_conf = RewriteLocConf
     directives = [
-        dir("rewrite", SL_IF, (2, 3), _rewrite),
+        dir("rewrite", SL_IF, TAKE23, _rewrite),
         dir("return", SL_IF, TAKE12, _return),
         dir("break", SL_IF, NOARGS, _break),
         dir("if", frozenset({SERVER, LOCATION}), MORE1, _if, block=True),
