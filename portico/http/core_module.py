@@ -142,6 +142,9 @@ class HttpMain:
         self.modules: list[Module] = []
         self.engine: Any = None  # phases.Engine
         self.default_root = cycle.full_path("html")
+        # temp directories modules need (proxy_temp_path...), added in their
+        # postconfiguration; the master creates them for the worker user
+        self.temp_paths: set[str] = set()
 
     def all_locations(self) -> list[Location]:
         """Every location of every server (server roots and named ones too)."""
@@ -209,8 +212,9 @@ def _finish_http(cf: Any, main: HttpMain, mods: list[Module]) -> None:
             post(main)
     main.variables.resolve_pending()
     _build_listens(cf, main)
-    cf.cycle.temp_paths = sorted({cf.cycle.full_path(loc.confs_raw["core"].client_body_temp_path)
-                                  for loc in main.all_locations()})
+    main.temp_paths.update(cf.cycle.full_path(loc.confs_raw["core"].client_body_temp_path)
+                           for loc in main.all_locations())
+    cf.cycle.temp_paths = sorted(main.temp_paths)
     from .phases import Engine
     main.engine = Engine(main)
 

@@ -489,34 +489,14 @@ class ProxyModule(Module):
         v.add("proxy_internal_chunked", _v_chunked)
 
     def postconfiguration(self, http: Any) -> None:
-        paths = set()
         for loc in http.all_locations():
             conf = loc.confs_raw.get("proxy")
             if conf is not None:
                 _check_buffers(conf, loc)
                 finalize_location(http, conf)
                 if conf.upstream is not None or conf.url is not None:
-                    paths.add(http.cycle.full_path(conf.temp_path))
-        for path in sorted(paths):
-            _prepare_temp_path(http.cycle, path)
-
-
-def _prepare_temp_path(cycle: Any, path: str) -> None:
-    """ngx_create_paths for proxy_temp_path: the master (root) creates it for
-    the worker user.  (core_module's ``cycle.temp_paths`` lists only
-    client_body_temp_path and is assigned after postconfiguration.)"""
-    import os
-    from ...core.core_module import resolve_user
-    try:
-        os.makedirs(path, 0o700, exist_ok=True)
-        if os.geteuid() == 0:
-            user = cycle.confs["core"].user
-            if user is UNSET:
-                user = resolve_user("nobody", None, None)
-            if user:
-                os.chown(path, user[0], -1)
-    except (OSError, KeyError):
-        pass  # the worker logs nginx's crit line when it cannot create a temp file
+                    # created by the master for the worker user (prepare_paths)
+                    http.temp_paths.add(http.cycle.full_path(conf.temp_path))
 
 
 def _check_buffers(conf: ProxyLocConf, loc: Any) -> None:
