@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import tempfile
 import zlib
@@ -40,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 sys.path.insert(0, HERE)
 
 import static  # noqa: E402
-from harness import Server, free_port, have_nginx  # noqa: E402
+from harness import Server, base_conf, free_port, have_nginx, parse_response, raw_request  # noqa: E402
 from static import drain_output, finish, run_wrk  # noqa: E402
 
 KINDS = ("nginx", "portico")
@@ -66,56 +65,25 @@ def make_page() -> bytes:
 
 
 def make_conf(port: int) -> str:
-    return f"""
-worker_processes 1;
-daemon off;
-master_process on;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    include mime.types;
-    default_type application/octet-stream;
-    access_log logs/access.log;
+    return base_conf(f"""
     server {{
         listen 127.0.0.1:{port};
         server_name localhost;
         root %PREFIX%/html;
         location /dyn/ {{ gzip on; gzip_comp_level 6; }}
         location /pre/ {{ gzip_static on; }}
-    }}
-}}
-"""
+    }}""", error_level="warn")
 
 
 def fetch_gzip(port: int, path: str) -> tuple[int, str | None, bytes]:
     """(status, Content-Encoding, inflated body) of one request."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n"
-                  f"Connection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            b = s.recv(1 << 20)
-            if not b:
-                break
-            data += b
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    if hdrs.get("transfer-encoding") == "chunked":
-        out, rest = b"", body
-        while True:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line, 16)
-            if size == 0:
-                break
-            out += rest[:size]
-            rest = rest[size + 2:]
-        body = out
+    status, hdrs, body, _ = parse_response(raw_request(port, (
+        f"GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n"
+        f"Connection: close\r\n\r\n").encode()))
     ce = hdrs.get("content-encoding")
     if ce == "gzip":
         body = zlib.decompress(body, 31)
-    return int(lines[0].split()[1]), ce, body
+    return status, ce, body
 
 
 def start(kind: str, page: bytes) -> tuple[Server, int]:

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 sys.path.insert(0, HERE)
 
-from harness import Server, free_port, have_nginx  # noqa: E402
+from harness import Server, base_conf, free_port, have_nginx  # noqa: E402
 from static import drain_output, finish, http_get, run_wrk  # noqa: E402
 
 MAP_ENTRIES = 1000
@@ -44,17 +44,14 @@ def make_conf(port: int) -> str:
     regexes = "\n".join(
         f'        location ~ ^/r{n}/(?<kind>[a-z]+)/(\\d+)$ {{ return 200 "r{n} $kind $mapped\\n"; }}'
         for n in range(10))
-    return f"""
-worker_processes 1;
-daemon off;
-master_process on;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    include mime.types;
-    default_type application/octet-stream;
-    access_log logs/access.log;
+    return base_conf(f"""
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        location /static/ {{ return 404; }}
+        location /other/ {{ return 404; }}
+{regexes}
+    }}""", http_extra=f"""
     map $uri_tail $mapped {{
         default none;
 {entries}
@@ -63,16 +60,7 @@ http {{
     }}
     map $uri $uri_tail {{
         ~^/r\\d+(?<t>/.*)$ $t;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        server_name localhost;
-        location /static/ {{ return 404; }}
-        location /other/ {{ return 404; }}
-{regexes}
-    }}
-}}
-"""
+    }}""", error_level="warn")
 
 
 CASES = {

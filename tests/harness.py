@@ -204,13 +204,13 @@ def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
 
 
 def base_conf(server_block: str, http_extra: str = "", main_extra: str = "", workers: int = 1,
-              master: bool = True) -> str:
+              master: bool = True, error_level: str = "info") -> str:
     return f"""
 worker_processes {workers};
 daemon off;
 master_process {'on' if master else 'off'};
 pid logs/nginx.pid;
-error_log logs/error.log info;
+error_log logs/error.log {error_level};
 {main_extra}
 events {{ worker_connections 1024; }}
 http {{
