@@ -252,9 +252,9 @@ def test_internal_location_and_error_page(server):
 def test_unix_and_ipv6_listeners(server, tmp_path):
     port = free_port()
     sock_path = str(tmp_path / "p.sock")
-    srv = server(base_conf(f"""
+    server(base_conf(f"""
         server {{ listen unix:{sock_path}; listen [::1]:{port}; return 200 "addr $server_addr"; }}"""),
-                 files=FILES)
+           files=FILES)
     s = socket.socket(socket.AF_UNIX)
     s.connect(sock_path)
     s.sendall(b"GET / HTTP/1.0\r\n\r\n")

@@ -3,7 +3,6 @@ format, escaping (default, json, none), if=, buffer= and flush=, off, several
 logs, and error_log levels."""
 from __future__ import annotations
 
-import json
 import re
 import time
 
