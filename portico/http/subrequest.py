@@ -70,6 +70,5 @@ def subrequest(parent: Request, uri: str, args: str, on_done: Callable[[Request]
     sr.server = parent.server
     sr.request_line = parent.request_line
     sr.header_only = parent.header_only
-    sr.parent = parent  # type: ignore[attr-defined]
     parent.http.engine.restart_server_rewrite(sr)
     return sr
