@@ -12,20 +12,86 @@ Invariants:
   body given), slow (sleep ``delay`` before the response), close_mid
   (headers say 1000 bytes, 10 are sent, then close), invalid (garbage
   status line), never (accept, read, never answer), big (``size`` bytes
-  as fast as possible), reset (read the request, then RST).
+  as fast as possible), reset (read the request, then RST), websocket (a
+  real RFC 6455 server: 101 with Sec-WebSocket-Accept, then every text or
+  binary frame is echoed, ping answered with pong, close answered with
+  close; ``delay`` > 0 makes it send nothing for that long after the
+  handshake first, for timeout tests), switch (101 with
+  ``Upgrade: foo`` whatever was asked, then ``body`` and close).
+- With ``ssl_ctx`` (a server-side ssl.SSLContext) every connection is TLS;
+  ``tls_names`` / ``tls_peers`` record each one's SNI and client certificate.
+- ``ws_frame`` / ``ws_read_frame`` are the frame codec the tests' client
+  uses too (client frames masked, server frames not).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import socket
 import struct
 import threading
 import time
+from typing import Any
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key: str) -> str:
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def ws_frame(opcode: int, payload: bytes, mask: bool) -> bytes:
+    """One final frame (RFC 6455 5.2)."""
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([mbit | n])
+    elif n < 65536:
+        head += bytes([mbit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([mbit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def _recv_exact(c: socket.socket, n: int, buf: bytearray) -> bytes:
+    while len(buf) < n:
+        d = c.recv(65536)
+        if not d:
+            raise ConnectionError("closed in a frame")
+        buf += d
+    out = bytes(buf[:n])
+    del buf[:n]
+    return out
+
+
+def ws_read_frame(c: socket.socket, buf: bytearray) -> tuple[int, bytes]:
+    """(opcode, unmasked payload) of the next frame; ``buf`` keeps extra bytes."""
+    b0, b1 = _recv_exact(c, 2, buf)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", _recv_exact(c, 2, buf))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", _recv_exact(c, 8, buf))[0]
+    key = _recv_exact(c, 4, buf) if b1 & 0x80 else b""
+    data = _recv_exact(c, n, buf)
+    if key:
+        data = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    return b0 & 0x0F, data
 
 class Backend:
     def __init__(self, mode: str = "echo", name: str = "b", status: int = 200,
                  headers: list[tuple[str, str]] | None = None, body: bytes = b"ok\n",
-                 delay: float = 0.0, size: int = 0, keepalive: bool = True, version: str = "1.1") -> None:
+                 delay: float = 0.0, size: int = 0, keepalive: bool = True, version: str = "1.1",
+                 ssl_ctx: Any = None) -> None:
         self.mode = mode
+        self.ssl_ctx = ssl_ctx  # a server-side ssl.SSLContext: every connection is TLS
+        self.tls_names: list[str | None] = []  # SNI of each TLS connection
+        self.tls_peers: list[Any] = []  # the client certificate of each (None without one)
         self.name = name
         self.status = status
         self.headers = headers or []
@@ -120,6 +186,21 @@ class Backend:
     def _serve(self, c: socket.socket, n: int) -> None:
         self._event("open", n)
         buf = b""
+        if self.ssl_ctx is not None:
+            names: list[str | None] = []
+            self.ssl_ctx.sni_callback = lambda so, name, ctx: names.append(name)
+            try:
+                c.settimeout(10)
+                c = self.ssl_ctx.wrap_socket(c, server_side=True)
+                c.settimeout(None)
+            except (OSError, ValueError):
+                self._event("tls_failed", n)
+                self._event("close", n)
+                c.close()
+                return
+            with self.lock:
+                self.tls_names.append(names[-1] if names else None)
+                self.tls_peers.append(c.getpeercert())
         try:
             while True:
                 got = self._read_request(c, buf)
@@ -141,6 +222,30 @@ class Backend:
             except OSError:
                 pass
 
+    def _websocket(self, c: socket.socket, head: bytes, body: bytes) -> bool:
+        key = _ws_key(head)
+        if key is None or b"\r\nupgrade: websocket" not in head.lower():
+            c.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return False
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Accept: " + ws_accept(key).encode() + b"\r\n\r\n")
+        if self.delay:
+            time.sleep(self.delay)
+        buf = bytearray(body)
+        while True:
+            try:
+                op, data = ws_read_frame(c, buf)
+            except (ConnectionError, OSError):
+                return False
+            self._event("frame", 0)
+            if op == 0x8:
+                c.sendall(ws_frame(0x8, data[:2], False))
+                return False
+            if op == 0x9:
+                c.sendall(ws_frame(0xA, data, False))
+            elif op in (0x1, 0x2):
+                c.sendall(ws_frame(op, data, False))
+
     def _respond(self, c: socket.socket, head: bytes, body: bytes) -> bool:
         """Answer one request; False closes the connection."""
         mode = self.mode
@@ -156,6 +261,13 @@ class Backend:
             return False
         if mode == "invalid":
             c.sendall(b"BOGUS\r\n\r\n")
+            return False
+        if mode == "websocket":
+            return self._websocket(c, head, body)
+        if mode == "switch":
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n"
+                      b"X-Backend: " + self.name.encode() + b"\r\n\r\n" + self.body)
+            time.sleep(0.2)
             return False
         if mode == "slow":
             time.sleep(self.delay)
@@ -183,6 +295,14 @@ class Backend:
         data = b"".join(out) + (b"" if is_head else payload)
         c.sendall(data)
         return keep
+
+
+def _ws_key(head: bytes) -> str | None:
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"sec-websocket-key":
+            return v.strip().decode()
+    return None
 
 
 _REASON = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently", 302: "Found",

@@ -20,6 +20,7 @@ import asyncio
 import errno as errno_mod
 import os
 import socket
+import ssl
 from typing import Any
 
 from .peers import Peer
@@ -108,21 +109,28 @@ class UpstreamConn(asyncio.Protocol):
         self.pool = None
 
 
-def connect(loop: Any, peer: Peer, owner: Any, timeout: float) -> UpstreamConn:
+def connect(loop: Any, peer: Peer, owner: Any, timeout: float, ssl_ctx: Any = None,
+            server_hostname: str | None = None) -> UpstreamConn:
     """Start connecting to ``peer``; the owner hears ``up_connected(conn)`` or
-    ``up_connect_failed(errno, text, immediate)``."""
-    conn = UpstreamConn(loop, peer.name)
+    ``up_connect_failed(errno, text, immediate)`` (``up_ssl_failed(exc)``
+    when the TLS handshake fails).  A TLS connection's pool key is
+    ``tls:`` + the peer's name; its handshake counts in the connect timeout
+    (nginx's proxy_connect_timeout covers SSL handshaking too)."""
+    conn = UpstreamConn(loop, ("tls:" + peer.name) if ssl_ctx is not None else peer.name)
     conn.owner = owner
-    task = loop.create_task(_connect(loop, peer, conn))
+    task = loop.create_task(_connect(loop, peer, conn, ssl_ctx, server_hostname))
     timer = loop.call_later(timeout, _connect_timeout, conn, task)
     task.add_done_callback(lambda t: timer.cancel())
     return conn
 
 
-async def _connect(loop: Any, peer: Peer, conn: UpstreamConn) -> None:
+async def _connect(loop: Any, peer: Peer, conn: UpstreamConn, ssl_ctx: Any, server_hostname: str | None) -> None:
+    tls: dict[str, Any] = {}
+    if ssl_ctx is not None:
+        tls = {"ssl": ssl_ctx, "server_hostname": server_hostname or ""}
     try:
         if peer.family == socket.AF_UNIX:
-            await loop.create_unix_connection(lambda: conn, peer.address)
+            await loop.create_unix_connection(lambda: conn, peer.address, **tls)
         else:
             sock = socket.socket(peer.family, socket.SOCK_STREAM)
             sock.setblocking(False)
@@ -132,8 +140,14 @@ async def _connect(loop: Any, peer: Peer, conn: UpstreamConn) -> None:
             except BaseException:
                 sock.close()
                 raise
-            await loop.create_connection(lambda: conn, sock=sock)
+            await loop.create_connection(lambda: conn, sock=sock, **tls)
     except asyncio.CancelledError:
+        return
+    except ssl.SSLError as e:
+        owner, conn.owner = conn.owner, None
+        conn.closed = True
+        if owner is not None:
+            owner.up_ssl_failed(e)
         return
     except OSError as e:
         owner, conn.owner = conn.owner, None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 import socket
-import tempfile
 from typing import Any
 
 import httptools
@@ -33,12 +32,17 @@ import httptools
 from ..core import log as logmod
 from ..http.modules import proxy as px
 from ..http.modules.upstream import UpState
-from ..http.request import DONE, FileBuf, Request
+from ..http.request import DONE, Request
 from .balancers.round_robin import RoundRobin
 from .block import UpstreamBlock, literal_address, peer_name
 from .connection import UpstreamConn, connect
+from . import ssl_client
+from .body_stream import StreamBody, StreamSink
+from .downstream import ToClient
 from .keepalive import Pool
 from .peers import Peer, PeerGroup, PeerState
+from .resp_headers import process_headers, x_accel_redirect
+from .tunnel import Tunnel
 
 CONNECTING = "connecting to upstream"
 SENDING = "sending request to upstream"
@@ -47,7 +51,6 @@ READING = "reading upstream"
 _NON_IDEMPOTENT = frozenset({"POST", "LOCK", "PATCH"})
 _STATUS_FOR = {px.FT_TIMEOUT: 504, px.FT_HTTP_504: 504, px.FT_HTTP_500: 500, px.FT_HTTP_503: 503,
                px.FT_HTTP_403: 403, px.FT_HTTP_404: 404, px.FT_HTTP_429: 429}
-_SKIP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding"})
 
 
 class _Stop(Exception):
@@ -82,7 +85,10 @@ def proxy_handler(r: Request) -> int:
     u = UpstreamRequest(r, conf, target, vars_, dynamic)
     body = r.body
     if body is not None:
-        body.read(u.body_read)
+        if conf.stream_body and (r.content_length is not None or conf.http_version == "1.1") and not body.error:
+            u.start_streaming()
+        else:
+            body.read(u.body_read)
     else:
         u.start(None)
     return DONE
@@ -116,8 +122,8 @@ def _dynamic_target(r: Request, conf: px.ProxyLocConf) -> tuple[_Target, px.Prox
     return _Target(host, RoundRobin(group), 1, None), vars_
 
 
-class UpstreamRequest:
-    __slots__ = ("r", "conf", "target", "vars", "dynamic", "loop", "state", "conn", "peer", "cached",
+class UpstreamRequest(ToClient, StreamSink):
+    __slots__ = ("stream", "body_paused", "switching", "raw_body", "htail", "xa_redirect", "r", "conf", "target", "vars", "dynamic", "loop", "state", "conn", "peer", "cached",
                  "request_sent", "action", "st", "states", "t0", "t_start", "head", "body", "finished",
                  "timer", "deadline", "tkind", "parser", "status", "reason", "headers", "hbytes",
                  "header_done", "resp_cl", "chunked_resp", "length", "buffering", "tmp_fd", "tmp_size",
@@ -165,6 +171,8 @@ class UpstreamRequest:
             self.pool = ub.pool
         self.uri = ""
         self.method = r.method
+        self.stream: StreamBody | None = None
+        self.body_paused = False
         self._reset_response()
         r.cleanup.append(self._cleanup)
         if not conf.ignore_client_abort:
@@ -179,6 +187,10 @@ class UpstreamRequest:
         self.resp_cl: int | None = None
         self.chunked_resp = False
         self.length = 0
+        self.switching = 0  # 1: 101 with the client's Upgrade (tunnel), 2: 101 without it
+        self.raw_body = False  # the body after a 101 without Upgrade: bytes until close
+        self.htail = b""
+        self.xa_redirect: str | None = None
 
     # --- start ------------------------------------------------------------------------
     def body_read(self, body: Any) -> None:
@@ -214,6 +226,18 @@ class UpstreamRequest:
                 if self.body is None:
                     self.body = body  # in a temp file: read when sending
         self.uri = px.upstream_uri(r, conf, self.vars, self.dynamic)
+        self.head = self._create_request()
+        self._connect()
+
+    def start_streaming(self) -> None:
+        """proxy_request_buffering off: connect now, send the body as it comes."""
+        r = self.r
+        chunked = r.content_length is None
+        self.stream = StreamBody.install(r, self, chunked)
+        r.ctx["proxy_body_length"] = -1 if chunked else r.content_length
+        if chunked:
+            r.ctx["proxy_chunked"] = True
+        self.uri = px.upstream_uri(r, self.conf, self.vars, self.dynamic)
         self.head = self._create_request()
         self._connect()
 
@@ -267,7 +291,8 @@ class UpstreamRequest:
         self.t0 = now
         self._set_upstream_log(peer.name, peer.family == socket.AF_UNIX)
         if self.pool is not None:
-            c = self.pool.get(peer.name)
+            tls = self.vars.schema == "https://"
+            c = self.pool.get(("tls:" + peer.name) if tls else peer.name)
             if c is not None:
                 self.cached = True
                 c.owner = self
@@ -275,7 +300,12 @@ class UpstreamRequest:
                 self.up_connected(c)
                 return
         self.cached = False
-        self.conn = connect(self.loop, peer, self, self.conf.connect_timeout)
+        conf = self.conf
+        if self.vars.schema == "https://" and conf.ssl_ctx is not None:
+            self.conn = connect(self.loop, peer, self, conf.connect_timeout, conf.ssl_ctx,
+                                ssl_client.server_name(r, conf, self.vars))
+        else:
+            self.conn = connect(self.loop, peer, self, conf.connect_timeout)
 
     def up_connected(self, conn: UpstreamConn) -> None:
         if self.finished:
@@ -298,6 +328,16 @@ class UpstreamRequest:
             self._log(logmod.ERROR, f"connect() failed ({en}: {text})")
         self._next(px.FT_ERROR)
 
+    def up_ssl_failed(self, exc: BaseException) -> None:
+        """The TLS handshake failed (ngx_ssl_handshake / ngx_ssl_verify errors)."""
+        if self.finished:
+            return
+        self.conn = None
+        self.action = ssl_client.HANDSHAKING
+        name = ssl_client.server_name(self.r, self.conf, self.vars)
+        self._log(logmod.ERROR, ssl_client.handshake_error(exc, name))
+        self._next(px.FT_ERROR)
+
     def up_connect_timeout(self) -> None:
         if self.finished:
             return
@@ -312,8 +352,13 @@ class UpstreamRequest:
         self.action = SENDING
         self.parser = httptools.HttpResponseParser(self)
         body = self.body
+        whole = True
         try:
-            if body is None:
+            if self.stream is not None:
+                rest, whole = self.stream_first()
+                conn.write(self.head + rest)
+                sent = len(self.head) + len(rest)
+            elif body is None:
                 conn.write(self.head)
                 sent = len(self.head)
             elif isinstance(body, (bytes, bytearray)):
@@ -332,6 +377,8 @@ class UpstreamRequest:
         self.request_sent = True
         if conn.paused:
             self._arm("send", self.conf.send_timeout)
+        elif not whole:
+            pass  # the rest of the body streams in (client_body_timeout runs meanwhile)
         else:
             self.action = READING_HEADER
             self._arm("read", self.conf.read_timeout)
@@ -351,6 +398,11 @@ class UpstreamRequest:
     def up_writable(self) -> None:
         if self.finished:
             return
+        if self.body_paused:
+            self.body_writable()
+            if self.stream is not None and not self.stream.complete:
+                self.tkind = ""
+                return
         if self.action == SENDING:
             self.action = READING_HEADER
             self._arm("read", self.conf.read_timeout)
@@ -394,6 +446,10 @@ class UpstreamRequest:
         st = self.st
         if st is not None:
             st.bytes_received += len(data)
+        if self.raw_body:
+            self.length += len(data)
+            self._to_client(data)
+            return
         if self.action == SENDING:
             self.action = READING_HEADER
         try:
@@ -401,12 +457,17 @@ class UpstreamRequest:
         except httptools.HttpParserCallbackError as e:
             cause = e.__context__ or e.__cause__
             if isinstance(cause, _Stop):
+                if self.switching:
+                    self._switched(data)
                 return
             raise
         except httptools.HttpParserError as e:
             if self.finished:
                 return
             self._invalid(e)
+            return
+        if not self.header_done:
+            self.htail = data[-3:]
 
     def _invalid(self, e: Exception) -> None:
         if self.header_done:
@@ -449,7 +510,7 @@ class UpstreamRequest:
             if self.request_sent and self.r.method in _NON_IDEMPOTENT:
                 mask |= px.FT_NON_IDEMPOTENT
             timeout = conf.next_upstream_timeout
-            if (self.state.tries > 1 and (conf.next_upstream & mask) == mask
+            if (self.state.tries > 1 and (conf.next_upstream & mask) == mask and self.stream is None
                     and not (timeout and self.loop.time() - self.t_start >= timeout)):
                 self._drop_conn()
                 self._next(flag)
@@ -464,7 +525,13 @@ class UpstreamRequest:
             self.r.ctx["upstream_headers"] = self.headers
             r.finalize(status)
             raise _Stop()
-        self._process_headers(status)
+        if status == 101:
+            self._switch()
+            raise _Stop()
+        process_headers(self, status)
+        if self.xa_redirect is not None:
+            self._x_accel_redirect()
+            raise _Stop()
         if r.done:
             self._abandon()
             raise _Stop()
@@ -475,47 +542,65 @@ class UpstreamRequest:
             self._complete(self.parser.should_keep_alive())
             raise _Stop()
 
-    def _process_headers(self, status: int) -> None:
+    def _x_accel_redirect(self) -> None:
+        """ngx_http_upstream_finalize_request(NGX_DECLINED), then the redirect."""
+        self.finished = True
+        self._stop_timer()
+        self._finish_state()
+        self._free_peer(True)
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            # only an empty body leaves the connection reusable at this point
+            if not (self.pool is not None and self.resp_cl == 0 and not self.chunked_resp
+                    and self.parser.should_keep_alive() and not conn.closed and self.pool.put(conn)):
+                conn.close()
         r = self.r
-        conf = self.conf
-        h = r.hout
-        h.status = status
-        hide = conf.hide_set
-        redirects = conf.redirects
-        self.r.ctx["upstream_headers"] = self.headers
-        for k, v in self.headers:
-            low = k.lower()
-            if low in hide or low in _SKIP_RESPONSE:
-                if low == "transfer-encoding" and "chunked" in v.lower():
-                    self.chunked_resp = True
-                elif low == "x-accel-buffering" and not (conf.ignore_headers and low in conf.ignore_headers):
-                    self.buffering = v.lower() == "yes" if v.lower() in ("yes", "no") else self.buffering
-                continue
-            if low == "content-length":
-                if v.isdigit():
-                    self.resp_cl = int(v)
-                    h.content_length = int(v)
-                continue
-            if low == "content-type":
-                h.content_type = v
-                continue
-            if low == "location":
-                h.location = px.rewrite_redirect(r, redirects, v) if redirects else v
-                continue
-            if low == "refresh" and redirects:
-                i = v.lower().find("url=")
-                if i >= 0:
-                    v = px.rewrite_redirect(r, redirects, v, i + 4)
-            elif low == "etag":
-                h.etag = v
-                continue
-            elif low == "content-encoding":
-                h.content_encoding = v
-                continue
-            h.headers.append((k, v))
-        if self.chunked_resp:
+        r.write_event = None
+        r.eof_event = None
+        if not r.done:
+            x_accel_redirect(self)
+
+    def _switch(self) -> None:
+        """A 101: tunnel when the client asked for an Upgrade (nginx's
+        u->upgrade), else a response whose body lasts until the upstream closes."""
+        r = self.r
+        process_headers(self, 101)
+        self.switching = 1 if "upgrade" in r.hin and r.version.startswith("HTTP/1") else 2
+        if self.switching == 1:
+            r.keepalive = False
+            r.limit_rate = 0
+            r.limit_rate_set = True
+        r.send_header()
+        if self.switching == 2:
+            r.header_only = r.method == "HEAD"  # the writer takes a 1xx for bodiless
+
+    def _switched(self, data: bytes) -> None:
+        """After the parser stopped at a 101: hand what followed its header on."""
+        buf = self.htail + data
+        i = buf.find(b"\r\n\r\n")
+        j = buf.find(b"\n\n")
+        end = i + 4 if i >= 0 and (j < 0 or i <= j) else (j + 2 if j >= 0 else len(buf))
+        rest = buf[end:]
+        r = self.r
+        self.action = READING
+        if self.switching == 2 or r.done:
+            self.raw_body = True
             self.resp_cl = None
-            h.content_length = None
+            self.chunked_resp = False
+            if rest:
+                self.length += len(rest)
+                self._to_client(rest)
+            return
+        # the 101 header must be on the client's socket before the tunnel starts
+        r.send([], False)
+        self.finished = True
+        self._stop_timer()
+        conn, self.conn = self.conn, None
+        r.write_event = None
+        r.eof_event = None
+        if conn is None or r.done:
+            return
+        Tunnel(r, self, conn).start(rest)
 
     def on_body(self, data: bytes) -> None:
         self.length += len(data)
@@ -526,87 +611,6 @@ class UpstreamRequest:
             raise _Stop()
         self._complete(self.parser.should_keep_alive())
         raise _Stop()
-
-    # --- to the client ------------------------------------------------------------------
-    def _client_pending(self) -> int:
-        c = self.r.conn
-        n = c.transport.get_write_buffer_size()
-        for b in c.outq:
-            if b.__class__ is bytes:
-                n += len(b)
-        return n
-
-    def _to_client(self, data: bytes) -> None:
-        r = self.r
-        if r.done:
-            return
-        if not self.buffering:
-            r.send([data], False)
-            if r.conn.paused and not self.up_paused:
-                self._pause_upstream()
-            return
-        if self.tmp_fd < 0 and not r.conn.paused:
-            r.send([data], False)
-            return
-        if self._client_pending() <= self.mem_limit:
-            r.send([data], False)
-            return
-        if self.conf.max_temp_file_size and self.tmp_size + len(data) <= self.conf.max_temp_file_size:
-            if self.tmp_fd < 0 and not self._open_temp():
-                r.send([data], False)
-                return
-            os.write(self.tmp_fd, data)
-            # regions of at most 32 KB: H1Writer's pread path reads 64 KB at
-            # once for larger ones, past the end of a region in the middle of a file
-            fd, off, n = self.tmp_fd, self.tmp_size, len(data)
-            r.send([FileBuf(fd, o, min(32768, off + n - o)) for o in range(off, off + n, 32768)], False)
-            self.tmp_size += n
-            return
-        r.send([data], False)
-        if not self.up_paused:
-            self._pause_upstream()
-
-    def _open_temp(self) -> bool:
-        r = self.r
-        d = r.http.cycle.full_path(self.conf.temp_path)
-        try:
-            os.makedirs(d, exist_ok=True)
-            fd, path = tempfile.mkstemp(dir=d, prefix="00")
-            os.unlink(path)  # the fd keeps it: nothing to remove on any exit path
-        except OSError as e:
-            self._log(logmod.CRIT, f"failed to create temp file in {d} ({e.errno}: {e.strerror})")
-            return False
-        self.tmp_fd = fd
-        r.cleanup.append(self._close_temp)
-        self._log(logmod.WARN, f"an upstream response is buffered to a temporary file {path}")
-        return True
-
-    def _close_temp(self) -> None:
-        if self.tmp_fd >= 0:
-            os.close(self.tmp_fd)
-            self.tmp_fd = -1
-
-    def _pause_upstream(self) -> None:
-        conn = self.conn
-        if conn is None or conn.transport is None:
-            return
-        self.up_paused = True
-        self.tkind = ""  # no read timeout while we hold the upstream back
-        conn.transport.pause_reading()
-        self.r.write_event = self._client_writable
-
-    def _client_writable(self) -> None:
-        if not self.up_paused or self.finished:
-            return
-        r = self.r
-        if r.conn.paused or (self.buffering and self._client_pending() > self.mem_limit):
-            return
-        self.up_paused = False
-        r.write_event = None
-        conn = self.conn
-        if conn is not None and conn.transport is not None:
-            conn.transport.resume_reading()
-            self._arm("read", self.conf.read_timeout)
 
     # --- the upstream connection ends -----------------------------------------------------
     def up_eof(self) -> None:
@@ -681,6 +685,7 @@ class UpstreamRequest:
             ft |= px.FT_NON_IDEMPOTENT
         timeout = self.conf.next_upstream_timeout
         if (self.state.tries == 0 or (self.conf.next_upstream & ft) != ft
+                or (self.request_sent and self.stream is not None)
                 or (timeout and self.loop.time() - self.t_start >= timeout)):
             self._fail(status)
             return

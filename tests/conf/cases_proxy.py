@@ -73,4 +73,20 @@ CASES: list[Case] = [
     Case("err_keepalive_duplicate", "events {}\nhttp {\nupstream u {\nserver 127.0.0.1:1;\nkeepalive 1;\n"
                                     "keepalive 2;\n}\n}\n"),
     Case("err_upstream_no_args", "events {}\nhttp {\nupstream {\nserver 127.0.0.1:1;\n}\n}\n"),
+    # proxy_cookie_domain / _path / _flags
+    Case("ok_proxy_cookie_rules", loc(
+        "proxy_cookie_domain backend.example $host;\nproxy_cookie_domain ~\\.(?P<sl>[a-z]+)\\.example$ $sl.org;\n"
+        "proxy_cookie_path /one/ /;\nproxy_cookie_path ~*^/two(.*)$ /2$1;\n"
+        "proxy_cookie_flags sid secure httponly samesite=lax;\nproxy_cookie_flags ~ nosecure;\n"
+        "proxy_cookie_flags $arg_c $arg_f;")),
+    Case("ok_proxy_cookie_off", loc("proxy_cookie_domain off;\nproxy_cookie_path off;\nproxy_cookie_flags off;")),
+    Case("err_proxy_cookie_domain_off_twice", loc("proxy_cookie_domain off;\nproxy_cookie_domain off;")),
+    Case("err_proxy_cookie_domain_after_off", loc("proxy_cookie_domain off;\nproxy_cookie_domain a b;")),
+    Case("err_proxy_cookie_path_off_after_rule", loc("proxy_cookie_path /a /b;\nproxy_cookie_path off;")),
+    Case("err_proxy_cookie_path_bad_one_arg", loc("proxy_cookie_path /a;")),
+    Case("err_proxy_cookie_path_bad_regex", loc("proxy_cookie_path ~(a /b;")),
+    Case("err_proxy_cookie_domain_three_args", loc("proxy_cookie_domain a b c;")),
+    Case("ok_proxy_cookie_flags_unknown_flag", loc("proxy_cookie_flags sid secure bogus;")),
+    Case("err_proxy_cookie_flags_one_arg", loc("proxy_cookie_flags sid;")),
+    Case("err_proxy_cookie_flags_too_many", loc("proxy_cookie_flags a secure httponly samesite=lax nosecure;")),
 ]

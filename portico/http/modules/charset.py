@@ -331,21 +331,33 @@ def charset_header_filter(r: Request, next: Any) -> None:
     h = r.hout
     lc: CharsetLocConf = r.loc.charset
     # ngx_http_destination_charset
-    if not h.content_type or lc.charset is None:
+    if not h.content_type:
         next(r)
         return
-    if h.charset:
-        if not lc.override_charset:
+    override = r.ctx.get("override_charset")  # X-Accel-Charset from an upstream
+    if override:
+        dst = _lookup(r, override)
+        if dst is None:
+            r.log_error(logmod.ERROR, f'unknown charset "{override}" to override')
             next(r)
             return
-    elif not type_listed(lc.types, h):
-        next(r)
-        return
-    d = _from_conf(r, lc.charset)
-    if d is None:
-        _fail(r)
-        return
-    dst_name, dst = d
+        dst_name = override
+    else:
+        if lc.charset is None:
+            next(r)
+            return
+        if h.charset:
+            if not lc.override_charset:
+                next(r)
+                return
+        elif not type_listed(lc.types, h):
+            next(r)
+            return
+        d = _from_conf(r, lc.charset)
+        if d is None:
+            _fail(r)
+            return
+        dst_name, dst = d
     # ngx_http_source_charset
     if h.charset:
         src_name: str = h.charset

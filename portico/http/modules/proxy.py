@@ -27,6 +27,7 @@ from ...conf.parser import Node
 from ...core import pcre
 from ...core.module import (HSL, LIF, LOCATION, MORE1, TAKE1, TAKE12, TAKE2, Conf, Module, UNSET, dir,
                             set_bufs, set_flag, set_msec, set_num, set_size)
+from ...upstream import cookies, ssl_client
 from ...upstream.block import split_host_port
 from ..request import Request
 from ..variables import set_captures
@@ -122,11 +123,34 @@ class ProxyLocConf(Conf):
     ignore_client_abort: bool = False
     intercept_errors: bool = False
     ignore_headers: Any = None
+    cookie_domains: Any = None  # list of cookies.Rule, None (off / unset)
+    cookie_paths: Any = None
+    cookie_flags: Any = None  # list of cookies.FlagRule
+    rewrite_cookies: bool = False  # computed at merge
+    stream_body: bool = False  # computed at merge: request_buffering off applies
+    tls: bool = False  # proxy_pass https:// (part of proxy_pass: not inherited)
+    ssl_verify: bool = False
+    ssl_trusted_certificate: str = ""
+    ssl_verify_depth: int = 1
+    ssl_server_name: bool = False
+    ssl_name: Any = None  # ComplexValue; None = the proxy_pass host
+    ssl_certificate: str = ""
+    ssl_certificate_key: str = ""
+    ssl_password_file: str = ""
+    ssl_protocols: Any = None  # tuple of names; None = nginx's default
+    ssl_ciphers: str = "DEFAULT"
+    ssl_session_reuse: bool = True
+    ssl_crl: str = ""
+    ssl_conf_commands: Any = None
+    ssl_ctx: Any = None  # built in postconfiguration
 
     def merge(self, parent: Conf | None) -> None:
         # proxy_pass itself is not inherited (it is the location's handler)
         own_up, own_url, own_vars, own_loc = self.upstream, self.url, self.vars, self.location
+        own_tls = self.tls
         super().merge(parent)
+        self.tls = own_tls if own_tls is not UNSET else False
+        self.ssl_ctx = None
         self.upstream = own_up if own_up is not UNSET else None
         self.url = own_url if own_url is not UNSET else None
         self.vars = own_vars if own_vars is not UNSET else None
@@ -142,6 +166,8 @@ class ProxyLocConf(Conf):
         self.hide_set = frozenset(hide)
         if self.next_upstream & FT_OFF:
             self.next_upstream = FT_OFF
+        self.rewrite_cookies = bool(self.cookie_domains or self.cookie_paths or self.cookie_flags)
+        self.stream_body = not self.request_buffering and self.body is None and self.pass_request_body
 
 
 # --- proxy_pass -----------------------------------------------------------------------
@@ -186,6 +212,7 @@ def _proxy_pass(cf: Any, node: Node, conf: ProxyLocConf) -> None:
     core = cf.loc["core"]
     if conf.upstream is not UNSET or conf.url is not UNSET:
         raise node.error('"proxy_pass" directive is duplicate')
+    conf.tls = not node.args[0].lower().startswith("http://")
     from ...upstream.http_upstream import proxy_handler
     core.handler = proxy_handler
     loc = cf.extra.get("location")
@@ -203,8 +230,6 @@ def _proxy_pass(cf: Any, node: Node, conf: ProxyLocConf) -> None:
             raise node.error("invalid URL prefix")
         raise node.error(f'{u} in upstream "{text.split("://", 1)[1]}"')
     schema, host, port, no_port, uri = u
-    if schema == "https://":
-        raise node.error('"proxy_pass" https:// is not supported by portico yet')
     hostport = host if host.startswith("unix:") else text[len(schema):].split("/", 1)[0].split("?", 1)[0]
     ups = upstreams_of(cf)
     conf.upstream = ups.add(node, host, port, no_port, False)
@@ -244,6 +269,14 @@ def _http_version(cf: Any, node: Node, conf: ProxyLocConf) -> None:
     if v not in ("1.0", "1.1"):
         raise node.error(f'invalid value "{v}"')
     conf.http_version = v
+
+
+def _str(attr: str) -> Any:
+    def setter(cf: Any, node: Node, conf: ProxyLocConf) -> None:
+        if getattr(conf, attr) is not UNSET:
+            raise node.error(f'"{node.name}" directive is duplicate')
+        setattr(conf, attr, node.args[0])
+    return setter
 
 
 def _complex(attr: str) -> Any:
@@ -296,6 +329,8 @@ def _redirect(cf: Any, node: Node, conf: ProxyLocConf) -> None:
             rx = pcre.compile(src, caseless=caseless)
         except pcre.PcreError as e:
             raise node.error(e.message) from None
+        if rx.groupindex:
+            main.variables.declare_named_captures(list(rx.groupindex))
         conf.redirect.append(("regex", rx, rcv))
     else:
         conf.redirect.append(("prefix", main.variables.compile(pattern, node.file, node.line), rcv))
@@ -396,10 +431,12 @@ def rewrite_redirect(r: Request, rules: list[Redirect], value: str, start: int =
             if value.startswith(pat, start):
                 return value[:start] + rule.repl.eval(r) + value[start + len(pat):]
         else:
-            m = rule.pattern.match(value, start)
+            # ngx_http_proxy_rewrite_regex_handler: a match anywhere in the
+            # rest of the value replaces all of it
+            m = rule.pattern.search(value[start:] if start else value)
             if m is not None:
                 set_captures(r, rule.pattern, m)
-                return value[:start] + rule.repl.eval(r) + value[m.end():]
+                return value[:start] + rule.repl.eval(r)
     return value
 
 
@@ -478,6 +515,22 @@ class ProxyModule(Module):
         dir("proxy_ignore_client_abort", HSL, TAKE1, set_flag("ignore_client_abort")),
         dir("proxy_intercept_errors", HSL, TAKE1, set_flag("intercept_errors")),
         dir("proxy_ignore_headers", HSL, MORE1, _ignore_headers),
+        dir("proxy_ssl_verify", HSL, TAKE1, set_flag("ssl_verify")),
+        dir("proxy_ssl_trusted_certificate", HSL, TAKE1, _str("ssl_trusted_certificate")),
+        dir("proxy_ssl_verify_depth", HSL, TAKE1, set_num("ssl_verify_depth")),
+        dir("proxy_ssl_server_name", HSL, TAKE1, set_flag("ssl_server_name")),
+        dir("proxy_ssl_name", HSL, TAKE1, _complex("ssl_name")),
+        dir("proxy_ssl_certificate", HSL, TAKE1, _str("ssl_certificate")),
+        dir("proxy_ssl_certificate_key", HSL, TAKE1, _str("ssl_certificate_key")),
+        dir("proxy_ssl_password_file", HSL, TAKE1, _str("ssl_password_file")),
+        dir("proxy_ssl_protocols", HSL, MORE1, ssl_client.protocols),
+        dir("proxy_ssl_ciphers", HSL, TAKE1, _str("ssl_ciphers")),
+        dir("proxy_ssl_session_reuse", HSL, TAKE1, set_flag("ssl_session_reuse")),
+        dir("proxy_ssl_crl", HSL, TAKE1, _str("ssl_crl")),
+        dir("proxy_ssl_conf_command", HSL, TAKE2, ssl_client.conf_command),
+        dir("proxy_cookie_domain", HSL, TAKE12, cookies.cookie_domain),
+        dir("proxy_cookie_path", HSL, TAKE12, cookies.cookie_path),
+        dir("proxy_cookie_flags", HSL, (1, 4), cookies.cookie_flags),
     ]
 
     def preconfiguration(self, http: Any) -> None:
@@ -489,11 +542,14 @@ class ProxyModule(Module):
         v.add("proxy_internal_chunked", _v_chunked)
 
     def postconfiguration(self, http: Any) -> None:
+        contexts: dict[Any, Any] = {}
         for loc in http.all_locations():
             conf = loc.confs_raw.get("proxy")
             if conf is not None:
                 _check_buffers(conf, loc)
                 finalize_location(http, conf)
+                if conf.tls:
+                    ssl_client.build(http.cycle, conf, contexts, (loc.file, loc.line))
                 if conf.upstream is not None or conf.url is not None:
                     # created by the master for the worker user (prepare_paths)
                     http.temp_paths.add(http.cycle.full_path(conf.temp_path))

@@ -93,7 +93,8 @@ def do_return(r: Request, code: int, text: Any) -> int:
     if code == 444:
         return 444
     h = r.hout
-    h.content_type = content_type_for(r, r.uri)
+    if not h.content_type:  # ngx_http_set_content_type keeps one already set (X-Accel-Redirect)
+        h.content_type = content_type_for(r, r.uri)
     h.content_length = len(body)
     if r.body is not None:
         r.body.discard()

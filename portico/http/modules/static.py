@@ -138,7 +138,8 @@ def file_header(r: Request, st: os.stat_result) -> None:
     h.status = 200
     h.content_length = st.st_size
     h.last_modified = st.st_mtime
-    h.content_type = content_type_for(r, r.uri) or None  # "" is nginx's "no Content-Type"
+    if not h.content_type:  # ngx_http_set_content_type keeps one already set (X-Accel-Redirect)
+        h.content_type = content_type_for(r, r.uri) or None  # "" is nginx's "no Content-Type"
     if r.loc.core.etag:
         h.etag = etag_for(st)
 
