@@ -144,7 +144,11 @@ def parse_args(args: list[str]) -> Options | str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parsed = parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "--self-signed-cert":  # not an nginx option: see portico/tls/selfsigned.py
+        from .tls import selfsigned
+        return selfsigned.main(args[1:], default_prefix())
+    parsed = parse_args(args)
     if isinstance(parsed, str):
         _err(parsed)
         return 1

@@ -39,15 +39,17 @@ def all_modules() -> list[Module]:
     from .http.modules.sub import SubModule
     from .http.modules.zstd import ZstdModule
     from .http.modules.proxy import ProxyModule
+    from .http.modules.ssl import SslModule
     from .http.modules.upstream import UpstreamKeepaliveModule, UpstreamModule
+    from .http.modules.http2 import Http2Module
     from .http.modules.upstream_methods import (UpstreamHashModule, UpstreamIpHashModule,
                                                 UpstreamLeastConnModule, UpstreamRandomModule)
     # nginx's ngx_modules[] order (auto/modules): it fixes phase-handler order
     # (filters are ordered by phases.HEADER_ORDER / BODY_ORDER instead)
-    return [CoreModule(), HttpCoreModule(), LogModule(), UpstreamModule(), StaticModule(), GzipStaticModule(),
+    return [CoreModule(), HttpCoreModule(), LogModule(), UpstreamModule(), Http2Module(), StaticModule(), GzipStaticModule(),
             DavModule(), AutoindexModule(), IndexModule(), RandomIndexModule(), TryFilesModule(),
             AccessModule(), LimitConnModule(), LimitReqModule(), RealIpModule(), GeoModule(), MapModule(),
-            SplitClientsModule(), RewriteModule(), ProxyModule(), EmptyGifModule(), StubStatusModule(),
+            SplitClientsModule(), RewriteModule(), SslModule(), ProxyModule(), EmptyGifModule(), StubStatusModule(),
             HeadersModule(), RangeModule(), GzipModule(), BrotliModule(), ZstdModule(), CharsetModule(),
             SubModule(), AdditionModule(), GunzipModule(), UpstreamHashModule(), UpstreamIpHashModule(),
             UpstreamLeastConnModule(), UpstreamRandomModule(), UpstreamKeepaliveModule()]
@@ -77,7 +79,9 @@ OPTIONAL_HTTP_MODULES = (
 
 
 def configure_arguments() -> str:
-    have = {m.name for m in all_modules()}
+    mods = all_modules()
+    # by Portico name, and by nginx's (ngx_http_v2_module is --with-http_v2_module)
+    have = {m.name for m in mods} | {m.nginx_name[9:-7] for m in mods if m.nginx_name.startswith("ngx_http_")}
     args = []
     for name in OPTIONAL_HTTP_MODULES:
         if name in have:

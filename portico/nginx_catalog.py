@@ -229,10 +229,11 @@ MODULES: tuple[CatalogModule, ...] = (
     _m("ngx_http_v2_module", HTTP, "optional", """
         http2 http2_body_preread_size http2_chunk_size http2_idle_timeout http2_max_concurrent_pushes
         http2_max_concurrent_streams http2_max_field_size http2_max_header_size http2_max_requests
-        http2_push http2_push_preload http2_recv_buffer_size http2_recv_timeout""",
+        http2_pool_size http2_push http2_push_preload http2_recv_buffer_size http2_recv_timeout
+        http2_streams_index_size""",
        notes={d: _OBSOLETE for d in (
            "http2_idle_timeout http2_max_concurrent_pushes http2_max_field_size http2_max_header_size "
-           "http2_max_requests http2_push http2_push_preload http2_recv_timeout").split()}),
+           "http2_max_requests http2_push http2_push_preload http2_recv_timeout http2_pool_size").split()}),
     _m("ngx_http_v3_module", HTTP, "optional", """
         http3 http3_hq http3_max_concurrent_streams http3_stream_buffer_size
         quic_active_connection_id_limit quic_bpf quic_gso quic_host_key quic_retry"""),

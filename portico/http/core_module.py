@@ -15,6 +15,7 @@ from typing import Any
 
 from ..conf.errors import ConfError
 from ..conf.parser import Node
+from ..core.resolver import resolver_setter
 from ..core import log as logmod
 from ..core import values
 from ..core import pcre
@@ -145,6 +146,8 @@ class HttpMain:
         # temp directories modules need (proxy_temp_path...), added in their
         # postconfiguration; the master creates them for the worker user
         self.temp_paths: set[str] = set()
+        # functions (r) -> status or 0, run before the phases (Engine.start)
+        self.request_checks: list[Any] = []
 
     def all_locations(self) -> list[Location]:
         """Every location of every server (server roots and named ones too)."""
@@ -313,6 +316,8 @@ def _location_block(cf: Any, node: Node, conf: Any) -> None:
 def _listen(cf: Any, node: Node, conf: Any) -> None:
     srv: Server = cf.extra["server"]
     lo = parse_listen(node)
+    if lo.http2:
+        cf.cycle.warn('the "listen ... http2" directive is deprecated, use the "http2" directive instead', node)
     for other in srv.listens:
         if other.key == lo.key:
             raise node.error(f"a duplicate listen {lo.text}")
@@ -571,7 +576,7 @@ class HttpCoreModule(Module):
         dir("output_buffers", HSL, (2, 2), set_bufs("output_buffers")),
         dir("error_log", HSL, MORE1, _http_error_log),
         dir("satisfy", HSL, TAKE1, _satisfy),
-        dir("resolver", HSL, MORE1, ignore, "none", status="partial"),
+        dir("resolver", HSL, MORE1, resolver_setter),
         dir("resolver_timeout", HSL, TAKE1, set_msec("resolver_timeout")),
         dir("directio", HSL, TAKE1, _not_applicable),
         dir("directio_alignment", HSL, TAKE1, ignore, "none"),
@@ -648,3 +653,6 @@ def _build_listens(cf: Any, main: HttpMain) -> None:
             spec.tables[""] = tables[key]
     main.listen_specs = list(by_key.values())
     cf.cycle.listens = main.listen_specs
+    if any(spec.opt.ssl for spec in main.listen_specs):
+        from .proto.tls import request_check
+        main.request_checks.append(request_check)

@@ -134,6 +134,15 @@ class Engine:
         r.phase_index = 0
         r.loc = r.server.root.conf  # type: ignore[union-attr]
         r.location = r.server.root  # type: ignore[union-attr]
+        checks = self.http.request_checks
+        if checks:
+            # ngx_http_process_request's checks before the phases (TLS: 497,
+            # client certificates); their status goes through error_page
+            for check in checks:
+                rc = check(r)
+                if rc:
+                    r.finalize(rc)
+                    return
         self.run(r)
 
     def restart_server_rewrite(self, r: Request) -> None:

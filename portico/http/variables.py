@@ -679,7 +679,6 @@ def _builtin() -> dict[str, Getter]:
         "request_completion": request_completion,
         "limit_rate": limit_rate,
         "request_id": request_id,
-        "http2": lambda r: "h2" if r.version == "HTTP/2.0" else "",
         "proxy_protocol_addr": proxy_protocol(0),
         "proxy_protocol_port": proxy_protocol(1),
         "proxy_protocol_server_addr": proxy_protocol(2),

@@ -261,7 +261,7 @@ CASES: list[Case] = [
 # built with Case/srv/loc from here); they are appended in this fixed order.
 def _extend() -> None:
     import importlib
-    for area in ("rewrite", "map", "geo", "split_clients", "access", "realip", "try_files", "autoindex", "limits", "sub_charset", "compression", "proxy"):
+    for area in ("rewrite", "map", "geo", "split_clients", "access", "realip", "try_files", "autoindex", "limits", "sub_charset", "compression", "proxy", "ssl"):
         try:
             mod = importlib.import_module(f"{__package__}.cases_{area}")
         except ModuleNotFoundError as e:

@@ -323,6 +323,7 @@ class Worker:
 
     async def _main(self) -> None:
         from ...http.proto.h1 import H1Connection
+        from ...http.proto.tls import TLSLayer
         loop = self.loop
         self._stop = loop.create_future()
         for sig, fn in ((signal.SIGQUIT, self.graceful), (signal.SIGTERM, self.fast_stop),
@@ -335,8 +336,12 @@ class Worker:
         for spec in self.cycle.listens:
             sock = self.sockets[spec.key]
 
-            def factory(spec: Any = spec) -> Any:
-                return H1Connection(self, spec)
+            if spec.opt.ssl:
+                def factory(spec: Any = spec) -> Any:
+                    return TLSLayer(self, spec)
+            else:
+                def factory(spec: Any = spec) -> Any:
+                    return H1Connection(self, spec)
             srv = await loop.create_server(factory, sock=sock, backlog=spec.opt.backlog)
             self.servers.append(srv)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
@@ -420,6 +425,10 @@ class Worker:
         lets it retry (RFC 9112 section 9.3.1).
         """
         for c in list(self.conns):
+            hook = getattr(c, "graceful_close", None)
+            if hook is not None:
+                hook()  # e.g. HTTP/2: GOAWAY once, close when its streams are done
+                continue
             if (getattr(c, "state", _S_WAITING) == _S_WAITING and c.current is None and not c.queue
                     and not c.closing and not getattr(c, "_lingering", False) and not _unread_bytes(c)):
                 _linger_close(c)

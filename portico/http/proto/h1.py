@@ -65,7 +65,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "table", "srvconf", "_url", "_req", "_dupfd",
                  "_sending", "_sock_fd", "_lingering", "_wbuf", "_host_raw",
                  "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
-                 "_resume", "_parked", "_method", "_rate_timer")
+                 "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
+                 "_preface")
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
         self._resume = resume  # a worker.Parked when this is a parked connection coming back
@@ -75,7 +76,10 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self.worker = worker
         self.spec = spec
         self.http = worker.cycle.http
-        self.ssl = False
+        self.ssl = False  # True (and ssl_object set) once a TLS handshake is done (tls.py)
+        self.ssl_object: Any = None
+        self.plain_on_ssl = False  # plain HTTP arrived on an https port: 497 (tls.py)
+        self._preface = b""  # the start of an HTTP/2 preface split across packets
         # lists, not deques: an idle connection keeps 56 bytes, not 760
         self.queue: list[Request] = []
         self.current: Request | None = None
@@ -216,6 +220,18 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if self._lingering:
             return  # lingering close: read and drop
         parser = self.parser
+        if parser is None and self.requests == 0 and (data[:1] == b"P" or self._preface) and not self.ssl:
+            # prior-knowledge HTTP/2 (ngx_http_wait_request_handler); a
+            # preface split across packets is held until it is whole
+            from . import h2
+            if self._preface:
+                data, self._preface = self._preface + data, b""
+            if h2.PREFACE.startswith(data[:24]) and h2.h2c_enabled(self):
+                if len(data) < 24:
+                    self._preface = data
+                    return
+                h2.takeover(self, data)
+                return
         if parser is None:
             parser = self.parser = self._new_parser()
             # A fresh parser starts at a message boundary: a method llhttp
@@ -245,10 +261,18 @@ class H1Connection(H1Writer, asyncio.Protocol):
             else:
                 self._early_error(500, f"internal error in request parser: {cause!r}")
             return
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as e:
             # Upgrade requests are handled as ordinary requests until a
-            # module (proxy) takes the tunnel over.
-            pass
+            # module (proxy) takes the tunnel over.  llhttp stops after such a
+            # request: what follows it is either the tunnel's first bytes or,
+            # if the answer is not 101, the next request, so it is kept on the
+            # request (the tunnel forwards it, _finish parses it) and the next
+            # data gets a fresh parser.
+            self.parser = None
+            last = self.queue[-1] if self.queue else self.current
+            rest = data[e.args[0]:] if e.args and isinstance(e.args[0], int) else b""
+            if last is not None and rest:
+                last.ctx["upgrade_preread"] = rest
         except httptools.HttpParserError as e:
             if "Data after `Connection: close`" not in str(e):
                 self._parse_error(e)
@@ -521,6 +545,13 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if self.worker.shutting_down and not self.queue:
             self.close_idle()
             return
+        pre = r.ctx.pop("upgrade_preread", None)
+        if pre is not None:
+            # no tunnel was made: the bytes after the Upgrade request are
+            # the next request(s)
+            self.data_received(pre)
+            if self.closing or self.current is not None:
+                return
         if self.queue:
             if len(self.queue) <= _MAX_QUEUED:
                 self.transport.resume_reading()
