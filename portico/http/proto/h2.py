@@ -35,7 +35,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -51,8 +50,7 @@ from hyperframe.frame import GoAwayFrame, RstStreamFrame
 from ...core import log as logmod
 from ..modules.http2 import MAX_FRAME_SIZE, MAX_WINDOW
 from ..request import Request
-from ..uri import BadRequest, normalise_host, parse_target
-from .body import RequestBody
+from .h2_request import ConnError, make_request
 from .h2_stream import (ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, NO_ERROR, PROTOCOL_ERROR,
                         REFUSED_STREAM, H2Stream)
 
@@ -66,18 +64,6 @@ _CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                     validate_inbound_headers=False, normalize_inbound_headers=False,
                                     validate_outbound_headers=False, normalize_outbound_headers=False,
                                     split_outbound_cookies=False)
-_METHODS = frozenset(b"GET POST HEAD OPTIONS PROPFIND PUT MKCOL DELETE COPY MOVE PROPPATCH LOCK UNLOCK "
-                     b"PATCH TRACE CONNECT".split())
-_METHOD_RE = re.compile(rb"[A-Z_-]+\Z")
-_SCHEME_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*\Z")
-_NAME_OK = re.compile(rb"[a-z0-9-]+\Z")
-_NAME_US = re.compile(rb"[a-z0-9_-]+\Z")
-_NAME_BAD = re.compile(rb"[\x00-\x20\x7f:A-Z]")
-_VALUE_BAD = re.compile(rb"[\x00\r\n]")
-_NOT_ALLOWED = {b"connection": 'client sent "Connection" header',
-                b"keep-alive": 'client sent "Keep-Alive" header',
-                b"transfer-encoding": 'client sent "Transfer-Encoding" header',
-                b"upgrade": 'client sent "Upgrade" header'}
 _ERR_NAMES = {0: "NO_ERROR", 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR",
               6: "FRAME_SIZE_ERROR", 9: "COMPRESSION_ERROR", 11: "ENHANCE_YOUR_CALM"}
 
@@ -165,7 +151,7 @@ class H2Connection(asyncio.Protocol):
                  "start_mono", "requests", "table", "srvconf", "srvloc", "h2conf", "streams",
                  "processing", "tpaused", "closing", "deadline", "timeout_kind", "state",
                  "idle_since", "goaway", "last_sid", "settings_ack", "hblock", "_lingering",
-                 "_flush_pending", "_in_batch", "_conn_deadline", "_listen_h2", "paused")
+                 "_flush_pending", "_in_batch", "_conn_deadline", "listen_h2", "paused")
 
     def __init__(self, worker: "Worker", spec: Any) -> None:
         self.worker = worker
@@ -191,7 +177,7 @@ class H2Connection(asyncio.Protocol):
         self.requests = 0
         self.ssl = False
         self.ssl_object: Any = None
-        self._listen_h2 = bool(spec.opt.http2)
+        self.listen_h2 = bool(spec.opt.http2)
 
     # --- setting up ----------------------------------------------------------------------
     def _start(self) -> None:
@@ -436,8 +422,8 @@ class H2Connection(asyncio.Protocol):
                 or self.worker.now - self.start_mono > core.keepalive_time):
             self.send_goaway(NO_ERROR)
         try:
-            r = self._make_request(st, ev.headers)
-        except _ConnError:
+            r = make_request(self, st, ev.headers)
+        except ConnError:
             return
         if r is None:
             return
@@ -545,210 +531,6 @@ class H2Connection(asyncio.Protocol):
         self.settings_ack = True
 
     # --- the request ----------------------------------------------------------------------------
-    def _make_request(self, st: H2Stream, raw: list[tuple[bytes, bytes]]) -> Request | None:
-        """ngx_http_v2_state_process_header .. ngx_http_v2_run_request: the
-        header list checked and turned into a Request, or a 400 on the stream."""
-        num, size = self.srvconf.large_client_header_buffers
-        limit = num * size
-        for name, value in raw:
-            if len(name) > size or len(value) > size:
-                self._conn_error(ENHANCE_YOUR_CALM, "client sent too large header field")
-                raise _ConnError
-            limit -= len(name) + len(value)
-            if limit < 0:
-                self._conn_error(ENHANCE_YOUR_CALM, "client sent too large header")
-                raise _ConnError
-        sc = self.srvconf
-        method = path = scheme = authority = None
-        target = None
-        regular = False
-        headers: list[tuple[str, str]] = []
-        hin: dict[str, str] = {}
-        cookies: list[str] = []
-        err: str | None = None
-        status = 400
-        host_raw: bytes | None = None
-        for name, value in raw:
-            if not (_NAME_OK.match(name, 1) if name[:1] == b":" else _NAME_OK.match(name)):
-                if not name or (name[0] == 58 and len(name) == 1):
-                    err = f'client sent invalid header name: "{_s(name)}"'
-                    break
-                body = name[1:] if name[0] == 58 else name
-                if _NAME_BAD.search(body):
-                    err = f'client sent invalid header name: "{_s(name)}"'
-                    break
-                invalid = not (sc.underscores_in_headers and _NAME_US.match(body))
-            else:
-                invalid = False
-            if _VALUE_BAD.search(value):
-                err = f'client sent header "{_s(name)}" with invalid value: "{_s(value)}"'
-                break
-            if name[0] == 58:  # ':'
-                if regular:
-                    err = "client sent out of order pseudo-headers"
-                    break
-                p = name[1:]
-                if p == b"path":
-                    if path is not None:
-                        err = "client sent duplicate :path header"
-                        break
-                    if not value:
-                        err = "client sent empty :path header"
-                        break
-                    path = value
-                    try:
-                        if value[0] != 47:  # '/'
-                            raise BadRequest()
-                        target = parse_target(value, sc.merge_slashes)
-                    except BadRequest:
-                        err = f'client sent invalid :path header: "{_s(value)}"'
-                        break
-                elif p == b"method":
-                    if method is not None:
-                        err = "client sent duplicate :method header"
-                        break
-                    if not value:
-                        err = "client sent empty :method header"
-                        break
-                    method = value
-                    if value not in _METHODS and not _METHOD_RE.match(value):
-                        err = f'client sent invalid method: "{_s(value)}"'
-                        break
-                elif p == b"scheme":
-                    if scheme is not None:
-                        err = "client sent duplicate :scheme header"
-                        break
-                    if not value:
-                        err = "client sent empty :scheme header"
-                        break
-                    if not _SCHEME_RE.match(value):
-                        err = f'client sent invalid :scheme header: "{_s(value)}"'
-                        break
-                    scheme = value
-                elif p == b"authority":
-                    if authority is not None:
-                        err = 'client sent duplicate ":authority" header'
-                        break
-                    try:
-                        authority = normalise_host(value)
-                    except BadRequest:
-                        err = 'client sent invalid ":authority" header'
-                        break
-                    host_raw = value
-                else:
-                    err = f'client sent unknown pseudo-header ":{_s(p)}"'
-                    break
-                continue
-            if not regular:
-                regular = True
-                err = _missing(method, scheme, path)
-                if err:
-                    break
-            if invalid and sc.ignore_invalid_headers:
-                self._stream_info(st, f'client sent invalid header: "{_s(name)}"')
-                continue
-            if name == b"cookie":
-                cookies.append(_s(value))
-                continue
-            k, v = _s(name), _s(value)
-            if k in hin:
-                if k == "host":
-                    err = f'client sent duplicate host header: "host: {v}"'
-                    break
-                if k == "content-length":
-                    err = f'client sent duplicate header line: "content-length: {v}"'
-                    break
-            else:
-                hin[k] = v
-            headers.append((k, v))
-        if err is None and not regular:
-            err = _missing(method, scheme, path)
-        if cookies:
-            # ngx_http_v2_construct_cookie_header: one field, joined with "; "
-            c = "; ".join(cookies)
-            headers.append(("cookie", c))
-            hin["cookie"] = c
-        srv = self.table.default
-        host = ""
-        m = None
-        if err is None:
-            hv = hin.get("host")
-            if authority is not None:
-                host = authority
-            elif hv is not None:
-                try:
-                    host = normalise_host(hv.encode("utf-8", "surrogateescape"))
-                except BadRequest:
-                    err = "client sent invalid host header"
-            if host:
-                srv, m = self.table.find(host)
-        if err is None:
-            err, status = self._run_checks(srv, hin, authority, host_raw, method, st)
-            if err is None and host_raw is not None and "host" not in hin:
-                # ngx_http_v2_construct_host_header: $http_host from :authority
-                a = _s(host_raw)
-                headers.append(("host", a))
-                hin["host"] = a
-        m_str = _s(method) if method else "GET"
-        if target is not None:
-            r = Request(st, self.http, m_str, target.raw_uri, target.uri, target.args, "HTTP/2.0",
-                        headers, hin, host)
-        else:
-            raw_path = _s(path) if path else ""
-            r = Request(st, self.http, m_str, raw_path, "/", "", "HTTP/2.0", headers, hin, host)
-        st.r = r
-        if method and path:
-            r.request_line = f"{m_str} {_s(path)} HTTP/2.0"
-        r.request_length = st.hblock
-        r.server = srv
-        if m is not None:
-            r.captures = m
-            r.named = {k: (v or "") for k, v in m.groupdict().items()}
-        if err is None:
-            cl = hin.get("content-length")
-            if cl is not None:
-                if not cl.isdigit():
-                    err = 'client sent invalid "Content-Length" header'
-                else:
-                    r.content_length = int(cl)
-                    if r.content_length > 0 and st.in_closed:
-                        err = "client prematurely closed stream"
-        if err is None and m_str in ("CONNECT", "TRACE"):
-            err, status = f"client sent {m_str} method", 405
-        if err is not None:
-            r.location = srv.root  # type: ignore[union-attr]
-            r.loc = srv.root.conf  # type: ignore[union-attr]
-            r.header_only = m_str == "HEAD"
-            r.log_error(logmod.INFO, f"{err} while processing HTTP/2 connection")
-            st.skip_data = True
-            try:
-                r.special_response(status)
-            except Exception as e:
-                st.internal_error(r, e)
-            return None
-        if not st.in_closed:
-            r.body = RequestBody(r, st)
-        return r
-
-    def _run_checks(self, srv: Any, hin: dict[str, str], authority: str | None,
-                    host_raw: bytes | None, method: bytes | None, st: H2Stream) -> tuple[str | None, int]:
-        """ngx_http_v2_run_request's checks (nginx 1.29)."""
-        if not srv.root.conf.http2.enable and not self._listen_h2:
-            return ("client attempted to request the server name for which the negotiated "
-                    "protocol is disabled", 421)
-        for k, msg in _NOT_ALLOWED.items():
-            if k.decode() in hin:
-                return msg, 400
-        te = hin.get("te")
-        if te is not None and te.lower() != "trailers":
-            return 'client sent invalid "TE" header', 400
-        hv = hin.get("host")
-        if authority is None and hv is None:
-            return 'client sent neither ":authority" nor "Host" header', 400
-        if host_raw is not None and hv is not None and hv != _s(host_raw):
-            return 'client sent ":authority" and "Host" headers with different values', 400
-        return None, 400
-
     # --- errors, closing, timeouts -------------------------------------------------------------
     def _protocol_error(self, e: h2.exceptions.ProtocolError) -> None:
         code = int(getattr(e, "error_code", PROTOCOL_ERROR) or PROTOCOL_ERROR)
@@ -756,7 +538,7 @@ class H2Connection(asyncio.Protocol):
                                f"{_ERR_NAMES.get(code, code)}")
         self._finalize_connection()
 
-    def _conn_error(self, code: int, reason: str) -> None:
+    def conn_error(self, code: int, reason: str) -> None:
         """ngx_http_v2_connection_error: GOAWAY with ``code``, then close."""
         self._log(logmod.INFO, reason)
         f = GoAwayFrame(0)
@@ -916,7 +698,7 @@ class H2Connection(asyncio.Protocol):
         num, size = self.srvconf.large_client_header_buffers
         if hb or (n >= 9 and ib._data[3] in (1, 5, 9)):  # HEADERS, PUSH_PROMISE, CONTINUATION
             if n > num * size + 65536:
-                self._conn_error(ENHANCE_YOUR_CALM, "client sent too large header")
+                self.conn_error(ENHANCE_YOUR_CALM, "client sent too large header")
             return
         if n >= 9 and ib._data[3] == 0:  # DATA: at most the stream's window
             length = int.from_bytes(ib._data[0:3], "big")
@@ -924,11 +706,11 @@ class H2Connection(asyncio.Protocol):
             st = self.h2.streams.get(sid)
             window = st._inbound_window_manager.current_window_size if st is not None else 0
             if length > max(window, self.h2conf.preread_size) + 256:
-                self._conn_error(FLOW_CONTROL_ERROR, f"client violated flow control for stream {sid}: "
+                self.conn_error(FLOW_CONTROL_ERROR, f"client violated flow control for stream {sid}: "
                                  f"received DATA frame length {length}, available window {window}")
             return
         if n > self.h2conf.recv_buffer_size + 65536:
-            self._conn_error(ENHANCE_YOUR_CALM, "client sent too large frame")
+            self.conn_error(ENHANCE_YOUR_CALM, "client sent too large frame")
 
     # --- logging ------------------------------------------------------------------------------------
     def _ctx(self) -> str:
@@ -939,26 +721,8 @@ class H2Connection(asyncio.Protocol):
         if level <= log.max_level:
             log.log(level, f"{msg} while processing HTTP/2 connection", self.id, self._ctx())
 
-    def _stream_info(self, st: H2Stream, msg: str) -> None:
+    def stream_info(self, st: H2Stream, msg: str) -> None:
         self._log(logmod.INFO, msg)
-
-
-class _ConnError(Exception):
-    """The header block broke a connection-level limit (already handled)."""
-
-
-def _s(b: bytes) -> str:
-    return b.decode("utf-8", "surrogateescape")
-
-
-def _missing(method: bytes | None, scheme: bytes | None, path: bytes | None) -> str | None:
-    if method is None:
-        return "client sent no :method header"
-    if scheme is None:
-        return "client sent no :scheme header"
-    if path is None:
-        return "client sent no :path header"
-    return None
 
 
 _DISPATCH: dict[type, Any] = {
