@@ -243,6 +243,53 @@ def test_handshake_timeout():
         s.cleanup()
 
 
+def test_ssl_buffer_size_limits_records():
+    """ssl_buffer_size 1k: application data leaves in records of at most 1 KB
+    (seen on the wire by a memory-BIO client)."""
+    port = free_port()
+    s = Server(base_conf(_server_block(port, "a.test", "ssl_buffer_size 1k; root html;")),
+               files={"html/f.bin": os.urandom(10000)})
+    try:
+        s.start()
+        ctx = _ctx()
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="a.test")
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        wire = b""
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                raw.sendall(out.read())
+                inc.write(raw.recv(65536))
+        obj.write(b"GET /f.bin HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        raw.sendall(out.read())
+        while chunk := raw.recv(65536):
+            wire += chunk
+        raw.close()
+        sizes = []
+        i = 0
+        while i + 5 <= len(wire):
+            rtype, length = wire[i], int.from_bytes(wire[i + 3:i + 5], "big")
+            if rtype == 0x17:
+                sizes.append(length)
+            i += 5 + length
+        inc.write(wire)
+        body = b""
+        try:
+            while d := obj.read(65536):
+                body += d
+        except (ssl.SSLZeroReturnError, ssl.SSLWantReadError):
+            pass
+        assert parse_response(body)[0] == 200 and len(parse_response(body)[2]) == 10000
+        # TLS 1.3 adds 17 bytes per record (content type + AEAD tag)
+        assert max(sizes) <= 1024 + 17 + 256, sizes
+        assert len(sizes) >= 10
+    finally:
+        s.cleanup()
+
+
 # --- client certificates -------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ Invariants:
   they stay in the SSLObject and are drained on ``resume_reading``.
 - Every write is encrypted and handed to the raw transport at once; the raw
   transport's pause/resume_writing are the protocol's back-pressure signals.
+  Records are at most ``ssl_buffer_size`` bytes of the server SNI chose.
 """
 from __future__ import annotations
 
@@ -39,13 +40,14 @@ if TYPE_CHECKING:
     from ..request import Request
 
 _READ = 65536
+_MAX_RECORD = 16384  # OpenSSL's record size: larger writes are split by OpenSSL itself
 # modes
 _FIRST, _HANDSHAKE, _OPEN, _PLAIN, _CLOSED = range(5)
 
 
 class TLSLayer(asyncio.Protocol):
     __slots__ = ("worker", "spec", "raw", "inner", "sslobj", "incoming", "outgoing", "mode",
-                 "_reading_paused", "_drain_scheduled", "_eof")
+                 "_reading_paused", "_drain_scheduled", "_eof", "record")
 
     def __init__(self, worker: "Worker", spec: Any) -> None:
         self.worker = worker
@@ -59,6 +61,7 @@ class TLSLayer(asyncio.Protocol):
         self._reading_paused = False
         self._drain_scheduled = False
         self._eof = False
+        self.record = _MAX_RECORD  # ssl_buffer_size of the server SNI chose
 
     # --- raw side: asyncio.Protocol ------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -134,6 +137,10 @@ class TLSLayer(asyncio.Protocol):
         inner = self.inner
         inner.ssl = True
         inner.ssl_object = obj
+        srv = getattr(obj, "portico_sni_server", None) or inner.table.default
+        ssl_conf = getattr(srv.root.conf, "ssl", None)
+        if ssl_conf is not None and ssl_conf.buffer_size < _MAX_RECORD:
+            self.record = max(ssl_conf.buffer_size, 512)
         if obj.selected_alpn_protocol() == "h2":
             from .h2 import takeover
             self.inner = takeover(inner, b"")
@@ -197,7 +204,15 @@ class TLSLayer(asyncio.Protocol):
     def write(self, data: Any) -> None:
         if self.mode == _OPEN:
             try:
-                self.sslobj.write(data)  # type: ignore[union-attr]
+                rec = self.record
+                if rec == _MAX_RECORD or len(data) <= rec:
+                    self.sslobj.write(data)  # type: ignore[union-attr]
+                else:
+                    # ssl_buffer_size below 16k: smaller records, so a client
+                    # can start decoding sooner (nginx's reason for it)
+                    view = memoryview(data)
+                    for i in range(0, len(view), rec):
+                        self.sslobj.write(view[i:i + rec])  # type: ignore[union-attr]
             except ssl.SSLError:
                 self.abort()
                 return
