@@ -31,6 +31,7 @@ from .core.module import UPSTREAM, Directive, Registry, ignore, unsupported
 from .nginx_catalog import BUILDS, FAMILIES, FAMILY_TITLES, MODULES, CatalogModule, family_of
 
 DONE, PARTIAL, ACCEPTED, MISSING, COMMERCIAL = "done", "partial", "accepted (no effect)", "missing", "commercial"
+COMMERCIAL_DONE = "commercial in nginx, done"
 STATES = (DONE, PARTIAL, ACCEPTED, MISSING)
 
 #: directives Portico implements outside the registry, and where
@@ -57,11 +58,11 @@ def matches(entry: CatalogModule, name: str, d: Directive) -> bool:
 
 
 def state_of(entry: CatalogModule, name: str, reg: Registry) -> str:
+    found = [d for d in reg.all.get(name, []) if matches(entry, name, d) and d.setter is not unsupported]
     if name in entry.commercial:
-        return COMMERCIAL
+        return COMMERCIAL_DONE if found and not any(d.setter is ignore for d in found) else COMMERCIAL
     if (entry.family, name) in BUILTIN:
         return DONE
-    found = [d for d in reg.all.get(name, []) if matches(entry, name, d) and d.setter is not unsupported]
     if not found:
         return MISSING
     if any(d.setter is ignore for d in found):
@@ -120,10 +121,11 @@ def render(reg: Registry | None = None) -> str:
         "- **accepted (no effect)**: accepted for compatibility (arguments are not",
         "  interpreted) and has no effect;",
         "- **missing**: not implemented (`unknown directive`, or rejected as not supported);",
-        "- **commercial**: only in nginx's commercial subscription; not counted.",
+        "- **commercial**: only in nginx's commercial subscription; not counted;",
+        "- **commercial in nginx, done**: the same, and Portico implements it.",
         "",
         "Modules that exist only in the commercial subscription and the separately",
-        "distributed njs modules are not listed.",
+        "distributed njs modules are not listed, except those Portico implements.",
         "",
         "## Summary",
         "",
@@ -136,7 +138,8 @@ def render(reg: Registry | None = None) -> str:
     rows.append(["**All**"] + [f"**{total[s]}**" for s in STATES] + [f"**{sum(total[s] for s in STATES)}**"])
     out += _table(rows, ["Family", *STATES, "total"])
     out.append("")
-    out.append(f"{total[COMMERCIAL]} commercial-only directives are listed but not counted.")
+    out.append(f"{total[COMMERCIAL] + total[COMMERCIAL_DONE]} commercial-only directives are listed but "
+               f"not counted; Portico implements {total[COMMERCIAL_DONE]} of them.")
     out.append("")
 
     for fam in FAMILIES:

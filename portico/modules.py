@@ -40,7 +40,8 @@ def all_modules() -> list[Module]:
     from .http.modules.zstd import ZstdModule
     from .http.modules.proxy import ProxyModule
     from .http.modules.ssl import SslModule
-    from .http.modules.upstream import UpstreamKeepaliveModule, UpstreamModule
+    from .http.modules.upstream import UpstreamKeepaliveModule, UpstreamModule, UpstreamZoneModule
+    from .http.modules.upstream_hc import UpstreamHcModule
     from .http.modules.http2 import Http2Module
     from .http.modules.upstream_methods import (UpstreamHashModule, UpstreamIpHashModule,
                                                 UpstreamLeastConnModule, UpstreamRandomModule)
@@ -52,7 +53,8 @@ def all_modules() -> list[Module]:
             SplitClientsModule(), RewriteModule(), SslModule(), ProxyModule(), EmptyGifModule(), StubStatusModule(),
             HeadersModule(), RangeModule(), GzipModule(), BrotliModule(), ZstdModule(), CharsetModule(),
             SubModule(), AdditionModule(), GunzipModule(), UpstreamHashModule(), UpstreamIpHashModule(),
-            UpstreamLeastConnModule(), UpstreamRandomModule(), UpstreamKeepaliveModule()]
+            UpstreamLeastConnModule(), UpstreamRandomModule(), UpstreamKeepaliveModule(),
+            UpstreamZoneModule(), UpstreamHcModule()]
 
 
 def registry() -> Registry:

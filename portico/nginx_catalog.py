@@ -17,7 +17,8 @@ Invariants:
 - ``commercial`` names directives documented on an open-source module's page
   that only exist in nginx's commercial subscription; modules that exist only
   in the subscription (api, auth_jwt, keyval, zone_sync, ...) and the
-  separately distributed njs modules are left out entirely.
+  separately distributed njs modules are left out, except those Portico
+  implements (upstream_hc), whose directives are all ``commercial``.
 - ``notes`` holds short per-directive facts (obsolete, documented elsewhere,
   undocumented).  Directive order follows the documentation (alphabetical).
 - The only third-party entries are the brotli and zstd modules Portico
@@ -209,9 +210,12 @@ MODULES: tuple[CatalogModule, ...] = (
     _m("ngx_http_sub_module", HTTP, "optional",
        "sub_filter sub_filter_last_modified sub_filter_once sub_filter_types"),
     _m("ngx_http_upstream_module", HTTP, "always",
-       "least_time ntlm queue server state sticky sticky_cookie_insert upstream",
+       "least_time ntlm queue resolver resolver_timeout server state sticky sticky_cookie_insert upstream",
        commercial="least_time ntlm queue state sticky sticky_cookie_insert",
-       upstream="least_time ntlm queue server state sticky sticky_cookie_insert"),
+       upstream="least_time ntlm queue resolver resolver_timeout server state sticky sticky_cookie_insert"),
+    # subscription-only, listed because Portico implements it (active health checks)
+    _m("ngx_http_upstream_hc_module", HTTP, "optional", "health_check match",
+       commercial="health_check match"),
     _m("ngx_http_upstream_hash_module", HTTP, "default", "hash", upstream="hash"),
     _m("ngx_http_upstream_ip_hash_module", HTTP, "default", "ip_hash", upstream="ip_hash"),
     _m("ngx_http_upstream_keepalive_module", HTTP, "default",

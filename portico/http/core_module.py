@@ -15,6 +15,7 @@ from typing import Any
 
 from ..conf.errors import ConfError
 from ..conf.parser import Node
+from ..core.resolver import resolver_setter
 from ..core import log as logmod
 from ..core import values
 from ..core import pcre
@@ -575,7 +576,7 @@ class HttpCoreModule(Module):
         dir("output_buffers", HSL, (2, 2), set_bufs("output_buffers")),
         dir("error_log", HSL, MORE1, _http_error_log),
         dir("satisfy", HSL, TAKE1, _satisfy),
-        dir("resolver", HSL, MORE1, ignore, "none", status="partial"),
+        dir("resolver", HSL, MORE1, resolver_setter),
         dir("resolver_timeout", HSL, TAKE1, set_msec("resolver_timeout")),
         dir("directio", HSL, TAKE1, _not_applicable),
         dir("directio_alignment", HSL, TAKE1, ignore, "none"),

@@ -92,6 +92,7 @@ class ServerLine:
     max_conns: int = 0
     backup: bool = False
     down: bool = False
+    resolve: bool = False  # a name re-resolved at run time (needs a zone)
     node: Node | None = None
 
 
@@ -123,6 +124,13 @@ class UpstreamBlock:
     balancer: Any = None
     tries: int = 1
     pool: Any = None  # keepalive.Pool, per worker (made lazily after fork)
+    zone: str = ""  # ``zone NAME [SIZE]``: peer state shared by the workers
+    zone_size: int = 0
+    resolver: Any = None  # core.resolver.Resolver of upstream{} (else http{}'s)
+    resolver_timeout: float | None = None
+    health_checks: list[Any] = field(default_factory=list)  # health.HealthCheck
+    cf: Any = None  # the upstream{} ConfCtx: rebuilding the balancer needs it
+    shared: Any = None  # zone.ZonedState once the zone is declared
 
     @property
     def name(self) -> str:
@@ -191,10 +199,19 @@ def parse_server(ub: UpstreamBlock, node: Node) -> None:
             if a not in ub.allowed:
                 raise node.error(f'balancing method does not support parameter "{a}"')
             setattr(s, a, True)
+        elif a == "resolve":
+            s.resolve = True
         else:
             raise node.error(f'invalid parameter "{a}"')
-    # check the address now: nginx parses it while reading the line
-    resolve_url(s.url, 80, node, f'in upstream "{s.url}"')
+    # check the address now: nginx parses it while reading the line (a
+    # name with ``resolve`` is looked up at run time only)
+    if s.resolve and run_time_name(s.url):
+        _h, _p, _n, err = split_host_port(s.url, 80)
+        if err:
+            raise node.error(f'{err} in upstream "{s.url}"')
+    else:
+        s.resolve = False
+        resolve_url(s.url, 80, node, f'in upstream "{s.url}"')
     ub.servers.append(s)
 
 
@@ -270,18 +287,33 @@ def resolve_url(url: str, default_port: int, node: Node, where: str) -> list[tup
     return out
 
 
+def run_time_name(url: str) -> bool:
+    """True when ``server URL resolve`` names a host to look up at run time
+    (not a unix socket, not an IP literal)."""
+    if url.startswith("unix:"):
+        return False
+    host, _port, _no_port, err = split_host_port(url, 80)
+    return not err and literal_address(host, 80) is None
+
+
 def finish(ub: UpstreamBlock, cf: Any) -> None:
     """End of configuration: peers, balancer and tries for one upstream."""
-    from .balancers.round_robin import RoundRobin
     group = PeerGroup(ub.host)
+    ub.cf = cf
+    make_peer: Callable[..., Peer] = Peer
+    if ub.zone:
+        from .zone import SharedPeer
+        make_peer = SharedPeer
     if ub.explicit:
         if not ub.servers:
             raise ConfError(f"no servers are inside upstream in {ub.file}:{ub.line}")
         for s in ub.servers:
             assert s.node is not None
+            if s.resolve:
+                continue  # its peers come from the zone once resolved
             for fam, addr in resolve_url(s.url, 80, s.node, f'in upstream "{s.url}"'):
-                p = Peer(peer_name(fam, addr), fam, addr, s.weight, s.max_fails, s.fail_timeout,
-                         s.max_conns, s.backup, s.down)
+                p = make_peer(peer_name(fam, addr), fam, addr, s.weight, s.max_fails, s.fail_timeout,
+                              s.max_conns, s.backup, s.down, server=s.url)
                 (group.backup if s.backup else group.peers).append(p)
     else:
         port = ub.port or ub.default_port
@@ -290,10 +322,45 @@ def finish(ub: UpstreamBlock, cf: Any) -> None:
                                      port, where, f'in upstream "{ub.host}"'):
             group.peers.append(Peer(peer_name(fam, addr), fam, addr))
     ub.group = group
-    ub.tries = sum(1 for p in group.peers if not p.down) + sum(1 for p in group.backup if not p.down)
-    ub.tries = max(ub.tries, 1)
+    ub.tries = max(count_tries(group), 1)
+    ub.balancer = make_balancer(ub)
+    if ub.zone:
+        from .zone import ZonedState
+        ub.shared = ZonedState(ub)
+        ub.balancer = ub.shared.balancer
+
+
+def count_tries(group: PeerGroup) -> int:
+    """ngx_http_upstream_tries(): the peers not marked ``down`` in the config."""
+    return (sum(1 for p in group.peers if not p.config_down)
+            + sum(1 for p in group.backup if not p.config_down))
+
+
+def make_balancer(ub: UpstreamBlock) -> Balancer:
+    """The method's balancer over ``ub.group`` (again after a resolve changed it)."""
+    from .balancers.round_robin import RoundRobin
     if ub.method is not None:
         name, node = ub.method
-        ub.balancer = _METHODS[name].factory(ub, node, cf)
-    else:
-        ub.balancer = RoundRobin(group)
+        return _METHODS[name].factory(ub, node, ub.cf)
+    return RoundRobin(ub.group)  # type: ignore[arg-type]
+
+
+def check_resolve(ub: UpstreamBlock, http_core: Any) -> None:
+    """ngx_http_upstream_init_round_robin's checks of ``resolve`` servers,
+    once http{} is read (``http_core``: its merged core location conf, whose
+    ``resolver`` / ``resolver_timeout`` an upstream{} without its own uses)."""
+    if http_core is not None:
+        if ub.resolver is None:
+            ub.resolver = http_core.resolver or None
+        if ub.resolver_timeout is None:
+            ub.resolver_timeout = http_core.resolver_timeout
+    if ub.resolver_timeout is None:
+        ub.resolver_timeout = 30.0
+    if not any(s.resolve for s in ub.servers):
+        return
+    if not ub.zone:
+        raise ConfError(f'resolving names at run time requires upstream "{ub.host}" in '
+                        f'{ub.file}:{ub.line} to be in shared memory')
+    if ub.resolver is None or not ub.resolver.servers:
+        raise ConfError(f'no resolver defined to resolve names at run time in upstream '
+                        f'"{ub.host}" in {ub.file}:{ub.line}')

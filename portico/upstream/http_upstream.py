@@ -19,30 +19,33 @@ Invariants:
   full (``r.write_event`` resumes it).
 - Error-log lines are nginx's: the message, `` while <action>``, and the
   request context with ``upstream: "http://peer/uri"`` (``r.upstream_log``).
+- The content handler and the choice of what to proxy to (an upstream, a
+  literal address, a name through the resolver) are in ``target.py``.
 """
 from __future__ import annotations
 
 import errno as errno_mod
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
 from ..core import log as logmod
 from ..http.modules import proxy as px
 from ..http.modules.upstream import UpState
-from ..http.request import DONE, Request
-from .balancers.round_robin import RoundRobin
-from .block import UpstreamBlock, literal_address, peer_name
+from ..http.request import Request
 from .connection import UpstreamConn, connect
 from . import ssl_client
 from .body_stream import StreamBody, StreamSink
 from .downstream import ToClient
 from .keepalive import Pool
-from .peers import Peer, PeerGroup, PeerState
+from .peers import Peer, PeerState
 from .resp_headers import process_headers, x_accel_redirect
 from .tunnel import Tunnel
+
+if TYPE_CHECKING:
+    from .target import Target
 
 CONNECTING = "connecting to upstream"
 SENDING = "sending request to upstream"
@@ -57,71 +60,6 @@ class _Stop(Exception):
     """Raised inside a parser callback to stop parsing this response."""
 
 
-class _Target:
-    """What a request is proxied to: a configured upstream or one literal address."""
-    __slots__ = ("name", "balancer", "tries", "ub")
-
-    def __init__(self, name: str, balancer: Any, tries: int, ub: UpstreamBlock | None) -> None:
-        self.name = name
-        self.balancer = balancer
-        self.tries = tries
-        self.ub = ub
-
-
-def proxy_handler(r: Request) -> int:
-    conf: px.ProxyLocConf = r.loc.proxy
-    if conf.url is not None:
-        res = _dynamic_target(r, conf)
-        if isinstance(res, int):
-            return res
-        target, vars_ = res
-        dynamic = True
-    else:
-        ub = conf.upstream
-        target = _Target(ub.host, ub.balancer, ub.tries, ub)
-        vars_ = conf.vars
-        dynamic = False
-    r.ctx["proxy_vars"] = vars_
-    u = UpstreamRequest(r, conf, target, vars_, dynamic)
-    body = r.body
-    if body is not None:
-        if conf.stream_body and (r.content_length is not None or conf.http_version == "1.1") and not body.error:
-            u.start_streaming()
-        else:
-            body.read(u.body_read)
-    else:
-        u.start(None)
-    return DONE
-
-
-def _dynamic_target(r: Request, conf: px.ProxyLocConf) -> tuple[_Target, px.ProxyVars] | int:
-    """ngx_http_proxy_eval and the upstream search of ngx_http_upstream_init_request."""
-    text = conf.url.eval(r)
-    u = px.parse_url(text)
-    if isinstance(u, str):
-        if u == "invalid URL prefix":
-            r.log_error(logmod.ERROR, f'invalid URL prefix in "{text}"')
-        else:
-            r.log_error(logmod.ERROR, f'{u} in upstream "{text.split("://", 1)[-1]}"')
-        return 500
-    schema, host, port, no_port, uri = u
-    hostport = host if host.startswith("unix:") else text[len(schema):].split("/", 1)[0].split("?", 1)[0]
-    vars_ = px.make_vars(schema, host, port, no_port, hostport, uri)
-    ub = r.http.main["upstream"].upstreams.find(host, port, no_port)
-    if ub is not None:
-        return _Target(ub.host, ub.balancer, ub.tries, ub), vars_
-    if host.startswith("unix:"):
-        lit: tuple[int, Any] | None = (socket.AF_UNIX, host[5:])
-    else:
-        lit = literal_address(host, port)
-    if lit is None:
-        r.log_error(logmod.ERROR, f"no resolver defined to resolve {host}")
-        return 502
-    fam, addr = lit
-    group = PeerGroup(host, [Peer(peer_name(fam, addr), fam, addr)])
-    return _Target(host, RoundRobin(group), 1, None), vars_
-
-
 class UpstreamRequest(ToClient, StreamSink):
     __slots__ = ("stream", "body_paused", "switching", "raw_body", "htail", "xa_redirect", "r", "conf", "target", "vars", "dynamic", "loop", "state", "conn", "peer", "cached",
                  "request_sent", "action", "st", "states", "t0", "t_start", "head", "body", "finished",
@@ -129,7 +67,7 @@ class UpstreamRequest(ToClient, StreamSink):
                  "header_done", "resp_cl", "chunked_resp", "length", "buffering", "tmp_fd", "tmp_size",
                  "up_paused", "mem_limit", "pool", "uri", "method")
 
-    def __init__(self, r: Request, conf: px.ProxyLocConf, target: _Target, vars_: px.ProxyVars,
+    def __init__(self, r: Request, conf: px.ProxyLocConf, target: "Target", vars_: px.ProxyVars,
                  dynamic: bool) -> None:
         self.r = r
         self.conf = conf
@@ -147,8 +85,15 @@ class UpstreamRequest(ToClient, StreamSink):
         self.request_sent = False
         self.action = CONNECTING
         self.st: UpState | None = None
-        self.states: list[UpState] = []
-        r.ctx["upstream_states"] = self.states
+        # one list per request: after an internal redirect the attempts of
+        # the new location follow a None (nginx's zeroed state: " : ")
+        prev = r.ctx.get("upstream_states")
+        if prev:
+            prev.append(None)
+            self.states: list[UpState | None] = prev
+        else:
+            self.states = []
+            r.ctx["upstream_states"] = self.states
         self.t0 = 0.0
         self.t_start = self.loop.time()
         self.head = b""
@@ -487,6 +432,10 @@ class UpstreamRequest(ToClient, StreamSink):
         self.status = 1
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.header_done:  # a trailer of a chunked response
+            self.r.ctx.setdefault("upstream_trailers", []).append(
+                (name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+            return
         self.hbytes += len(name) + len(value) + 4
         if self.hbytes > self.conf.buffer_size:
             self._log(logmod.ERROR, "upstream sent too big header")

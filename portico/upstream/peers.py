@@ -37,6 +37,7 @@ class Peer:
     max_conns: int = 0
     backup: bool = False
     down: bool = False
+    server: str = ""  # nginx's peer->server: the ``server`` address as written
     # state (nginx's ngx_http_upstream_rr_peer_t)
     current_weight: int = 0
     effective_weight: int = 1
@@ -47,6 +48,11 @@ class Peer:
 
     def __post_init__(self) -> None:
         self.effective_weight = self.weight
+
+    @property
+    def config_down(self) -> bool:
+        """``down`` as configured (a zone's peer adds health-check states)."""
+        return self.down
 
 
 @dataclass

@@ -4,9 +4,9 @@ Invariants:
 - ``proxy_pass`` without variables is parsed once: its upstream (explicit
   or implicit) is found/created at configuration time, and ``$proxy_host``
   / ``$proxy_port`` are constants of the location.  With variables the URL
-  is evaluated per request; its host must be an upstream{} name or an IP
-  literal (no resolver in Portico: a name is nginx's "no resolver defined
-  to resolve X" and 502).
+  is evaluated per request; its host is an upstream{} name, an IP literal,
+  or a name looked up through the location's ``resolver`` (none: nginx's
+  "no resolver defined to resolve X" and 502; see upstream/target.py).
 - The headers sent upstream are compiled once per location
   (``ProxyLocConf.compiled``): proxy_set_header entries in order, then
   nginx's defaults not overridden (Host, Connection, Content-Length,
@@ -213,7 +213,7 @@ def _proxy_pass(cf: Any, node: Node, conf: ProxyLocConf) -> None:
     if conf.upstream is not UNSET or conf.url is not UNSET:
         raise node.error('"proxy_pass" directive is duplicate')
     conf.tls = not node.args[0].lower().startswith("http://")
-    from ...upstream.http_upstream import proxy_handler
+    from ...upstream.target import proxy_handler
     core.handler = proxy_handler
     loc = cf.extra.get("location")
     text = node.args[0]
