@@ -3,8 +3,8 @@ ngx_http_core_module (gzip_vary, gzip_proxied, gzip_http_version,
 gzip_disable) and ngx_http_gzip_ok, which gzip_static and gunzip share.
 
 Invariants:
-- The body is a gzip stream as nginx writes it: the fixed 10-byte header
-  ``1f 8b 08 00 00000000 00 03``, raw deflate at ``gzip_comp_level`` with
+- The body is a gzip stream as nginx writes it: zlib's 10-byte header
+  ``1f 8b 08 00 00000000 XFL 03`` (XFL 4 at level 1, 2 at 9), raw deflate at ``gzip_comp_level`` with
   nginx's window and memory level (shrunk for small known lengths as
   ngx_http_gzip_filter_memory does), then CRC32 and ISIZE little-endian.
 - Only 200/403/404 responses, not HEAD, without Content-Encoding, of a
@@ -41,7 +41,10 @@ _PROXIED = {"off": P_OFF, "expired": P_EXPIRED, "no-cache": P_NO_CACHE, "no-stor
             "private": P_PRIVATE, "no_last_modified": P_NO_LM, "no_etag": P_NO_ETAG, "auth": P_AUTH,
             "any": P_ANY}
 _HTTP_VERSIONS = {"HTTP/0.9": 9, "HTTP/1.0": 1000, "HTTP/1.1": 1001, "HTTP/2.0": 2000, "HTTP/3.0": 3000}
-GZ_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+# the header zlib writes for nginx (deflateInit2 with wbits + 16): no mtime,
+# XFL 4 at level 1 ("fastest"), 2 at level 9 ("best"), OS 3 (unix)
+GZ_HEADERS = {level: b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([4 if level == 1 else 2 if level == 9 else 0])
+              + b"\x03" for level in range(1, 10)}
 
 
 class GzipLocConf(encoding.FilterLocConf):
@@ -176,7 +179,7 @@ def _gzip_ok(r: Request) -> bool:
 # --- the filter ------------------------------------------------------------------------------
 
 class GzipEncoder(encoding.Encoder):
-    __slots__ = ("z", "crc", "started")
+    __slots__ = ("z", "crc", "started", "header")
     failed_msg = "deflate() failed"
 
     def __init__(self, c: GzipLocConf, length: int | None) -> None:
@@ -190,6 +193,7 @@ class GzipEncoder(encoding.Encoder):
         self.z = zlib.compressobj(c.level, zlib.DEFLATED, -wbits, max(memlevel, 1))
         self.crc = 0
         self.started = False
+        self.header = GZ_HEADERS[c.level]
 
     def feed(self, data: bytes) -> bytes:
         self.zin += len(data)
@@ -200,7 +204,7 @@ class GzipEncoder(encoding.Encoder):
         self.zout += len(out)
         if not self.started:
             self.started = True
-            return GZ_HEADER + out
+            return self.header + out
         return out
 
     def end(self) -> bytes:
@@ -209,7 +213,7 @@ class GzipEncoder(encoding.Encoder):
         trailer = struct.pack("<II", self.crc, self.zin & 0xFFFFFFFF)
         if not self.started:
             self.started = True
-            return GZ_HEADER + out + trailer
+            return self.header + out + trailer
         return out + trailer
 
 

@@ -82,7 +82,7 @@ class H1Writer:
         # One str, encoded once: the order is nginx's (header filter, then
         # the ETag the static handler set, the header list, filter additions).
         out = [_status_line(status), _server_line(core.server_tokens), "Date: ", date_str(), "\r\n"]
-        if h.content_type and status != 304:
+        if h.content_type and status != 304 and status != 204:  # ngx_http_header_filter drops it for 204
             if h.charset:
                 out.append(f"Content-Type: {h.content_type}; charset={h.charset}\r\n")
             else:

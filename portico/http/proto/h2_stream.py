@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core import log as logmod
 from ..request import FileBuf, Request
-from ..response import date_str, http_date, product
+from ..response import STATUS_LINE_OVERRIDE, date_str, http_date, product
 
 if TYPE_CHECKING:
     from .h2 import H2Connection
@@ -98,13 +98,14 @@ class H2Stream:
         r.chunked = False
         st = _STATUS.get(status)
         if st is None:
-            st = _STATUS[status] = str(status).encode()
+            # 494-497 go out as 400, as over HTTP/1 (nginx's err_status)
+            st = _STATUS[status] = str(STATUS_LINE_OVERRIDE.get(status, status)).encode()
         srv = _SERVER.get(core.server_tokens)
         if srv is None:
             srv = _SERVER[core.server_tokens] = product(core.server_tokens).encode()
         out: list[tuple[bytes, bytes]] = [(b":status", st), (b"server", srv), (b"date", date_str().encode())]
         enc = _enc
-        if h.content_type and status != 304:
+        if h.content_type and status != 304 and status != 204:  # ngx_http_header_filter drops it for 204
             ct = f"{h.content_type}; charset={h.charset}" if h.charset else h.content_type
             out.append((b"content-type", enc(ct)))
         if h.content_length is not None and not no_body:

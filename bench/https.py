@@ -9,7 +9,7 @@ Cases:
    ``openssl s_time -new`` (full) and ``-reuse`` (session resumption), TLS 1.2
    so that both servers resume from their session caches the same way.
 
-Usage: ``python3 bench/tls.py [--duration 5] [--only h2,h1,full,resumed]``.
+Usage: ``python3 bench/https.py [--duration 5] [--only h2,h1,full,resumed]``.
 Prints each figure for both servers and the ratio portico/nginx.
 
 Invariants:
@@ -48,6 +48,8 @@ def conf(port: int) -> str:
         ssl_certificate {crt};
         ssl_certificate_key {key};
         ssl_session_cache shared:SSL:10m;
+        # h2load does not reconnect after a GOAWAY: no keep-alive limit in the run
+        keepalive_requests 10000000;
         access_log off;
         root %PREFIX%/html;
     }}""", error_level="warn")
