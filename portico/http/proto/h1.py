@@ -29,6 +29,7 @@ from ...core import log as logmod
 from ..request import Request
 from ..uri import BadRequest, normalise_host, parse_target
 from .body import RequestBody
+from .common import S_READING, S_WAITING, S_WRITING, log_internal_error, set_state
 from .h1_write import H1Writer
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ _LLHTTP_METHODS = frozenset(m.encode() for m in (
 #: above this many live connections in a worker, idle ones park immediately
 PARK_NOW_ABOVE = 1000
 
-# connection states, for stub_status
-S_READING, S_WRITING, S_WAITING = 1, 2, 3
 
 
 class _TooLarge(Exception):
@@ -514,11 +513,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def internal_error(self, r: Request, e: BaseException) -> None:
         """A bug in a handler: log it (one line, with where), answer 500 if
         nothing was sent yet, else close.  Never a hung request."""
-        tb = e.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
-        r.log_error(logmod.ALERT, f"internal error: {e!r}{where}")
+        log_internal_error(r, e)
         if r.done:
             return
         if r.header_sent:
@@ -653,15 +648,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
             self.transport.abort()
 
     def _set_state(self, st: int) -> None:
-        old = self.state
-        if st != old:
-            # stub_status gauges: reading/writing/waiting are cells 4/5/6
-            cells = self.worker.cells
-            if old:
-                cells[old + 3] -= 1
-            if st:
-                cells[st + 3] += 1
-            self.state = st
+        set_state(self, st)
 
     # --- timeouts ------------------------------------------------------------------------
     def on_tick(self, now: float) -> None:

@@ -50,6 +50,7 @@ from hyperframe.frame import GoAwayFrame, RstStreamFrame
 from ...core import log as logmod
 from ..modules.http2 import MAX_FRAME_SIZE, MAX_WINDOW
 from ..request import Request
+from .common import S_WAITING, S_WRITING, set_state
 from .h2_request import ConnError, make_request
 from .h2_stream import (ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, NO_ERROR, PROTOCOL_ERROR,
                         REFUSED_STREAM, H2Stream)
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
     from .h1 import H1Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-S_READING, S_WRITING, S_WAITING = 1, 2, 3
 _CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                     validate_inbound_headers=False, normalize_inbound_headers=False,
                                     validate_outbound_headers=False, normalize_outbound_headers=False,
@@ -610,14 +610,7 @@ class H2Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _set_state(self, st: int) -> None:
-        old = self.state
-        if st != old:
-            cells = self.worker.cells
-            if old:
-                cells[old + 3] -= 1
-            if st:
-                cells[st + 3] += 1
-            self.state = st
+        set_state(self, st)
 
     def _set_idle(self) -> None:
         """Arm the connection's own timer: idle or incomplete frame."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ...core import log as logmod
 from ..request import FileBuf, Request
 from ..response import STATUS_LINE_OVERRIDE, date_str, http_date, product
+from .common import log_internal_error
 
 if TYPE_CHECKING:
     from .h2 import H2Connection
@@ -192,11 +193,7 @@ class H2Stream:
     def internal_error(self, r: Request, e: BaseException) -> None:
         """A bug in a handler: one log line with where, 500 if nothing was
         sent yet, else the stream is reset.  Never a hung stream."""
-        tb = e.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
-        r.log_error(logmod.ALERT, f"internal error: {e!r}{where}")
+        log_internal_error(r, e)
         if r.done:
             return
         if r.header_sent:

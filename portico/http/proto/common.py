@@ -1,0 +1,36 @@
+"""What every HTTP protocol object (h1, h2) does the same way.
+
+Invariants:
+- ``S_READING``/``S_WRITING``/``S_WAITING`` are stub_status's gauges; a
+  connection object holds at most one (``state``, 0 for none) and moves it
+  only through ``set_state``, so the worker's cells always add up.
+- ``log_internal_error`` writes the one [alert] line a handler bug gets
+  (exception and where it was raised); the caller decides 500 or close.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ...core import log as logmod
+
+S_READING, S_WRITING, S_WAITING = 1, 2, 3
+
+
+def set_state(conn: Any, st: int) -> None:
+    old = conn.state
+    if st != old:
+        # stub_status gauges: reading/writing/waiting are cells 4/5/6
+        cells = conn.worker.cells
+        if old:
+            cells[old + 3] -= 1
+        if st:
+            cells[st + 3] += 1
+        conn.state = st
+
+
+def log_internal_error(r: Any, e: BaseException) -> None:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    r.log_error(logmod.ALERT, f"internal error: {e!r}{where}")
