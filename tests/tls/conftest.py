@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import warnings
 from typing import Any
 
 import pytest
@@ -51,10 +52,13 @@ def client_ctx(certs: dict[str, str], *, cert: str | None = None, alpn: list[str
         c.load_cert_chain(certs[f"{cert}.crt"], certs[f"{cert}.key"])
     if alpn:
         c.set_alpn_protocols(alpn)
-    if maxv:
-        c.maximum_version = maxv
-    if minv:
-        c.minimum_version = minv
+    with warnings.catch_warnings():
+        # asking for TLS 1.0/1.1 on purpose (to see the server refuse them)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if maxv:
+            c.maximum_version = maxv
+        if minv:
+            c.minimum_version = minv
     if sigalgs:
         import ctypes
         from portico.tls import openssl as osl
