@@ -456,3 +456,22 @@ def test_curl_features(srv: tuple[Server, int]) -> None:
     assert r.stdout.startswith(b"POST /p HTTP/1.0") and r.stdout.endswith(b"posted")
     assert wait_for(lambda: re.search(r'"GET /big.bin HTTP/2.0" 206 10 "-" "curl/', s.log("access.log")))
     no_trouble(s)
+
+
+def test_limit_rate_paces_h2_data() -> None:
+    """limit_rate over HTTP/2 as over HTTP/1: 300 KB at 100k cannot arrive
+    in less than 2 s (a lower bound only), and the body is intact."""
+    port = free_port()
+    big = bytes(range(256)) * 1200
+    s = Server(base_conf(f"""server {{ listen 127.0.0.1:{port}; http2 on; root html;
+        location /slow/ {{ alias html/; limit_rate 100k; }} }}"""), files={"html/big.bin": big})
+    try:
+        s.start()
+        t0 = time.monotonic()
+        out = curl(f"http://127.0.0.1:{port}/slow/big.bin")
+        elapsed = time.monotonic() - t0
+        assert out.returncode == 0 and out.stdout == big
+        assert elapsed >= 1.9
+        no_trouble(s)
+    finally:
+        s.cleanup()

@@ -18,11 +18,14 @@ Invariants:
   while output waits; ``r.write_event`` is called when it drained.
 - The last DATA frame carries END_STREAM, or the trailers do (a HEADERS
   frame); ``_END`` reaching the head of ``outq`` ends the request (log).
+- ``limit_rate`` paces DATA as ngx_http_write_filter does over HTTP/1
+  (h1_write): while ``rate_timer`` runs nothing of this stream is sent.
 - Output after a reset is dropped; a stream never raises into its caller.
 """
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from ...core import log as logmod
@@ -57,7 +60,7 @@ class H2Stream:
                  "server_port", "family", "ssl", "ssl_object", "start_time", "start_mono", "spec",
                  "transport", "requests", "outq", "paused", "closing", "deadline", "timeout_kind",
                  "in_closed", "out_closed", "reset", "received", "unacked", "skip_data", "cookies",
-                 "hblock", "proxy_protocol")
+                 "hblock", "proxy_protocol", "rate_timer")
 
     def __init__(self, h2c: "H2Connection", sid: int) -> None:
         self.h2c = h2c
@@ -87,6 +90,7 @@ class H2Stream:
         self.received = 0  # request body bytes
         self.unacked = 0  # body bytes not yet given back to the client's window
         self.skip_data = False
+        self.rate_timer: Any = None  # limit_rate: the pause before the next DATA
 
     # --- the Stream interface -----------------------------------------------------------
     def send_head(self, r: Request) -> None:
@@ -185,6 +189,7 @@ class H2Stream:
     def request_terminated(self, r: Request) -> None:
         """Close without (more) response: reset the stream unless the client did."""
         r.done = True
+        self._cancel_rate()
         self.h2c.log_request(r)
         if not self.reset:
             self.h2c.reset_stream(self, PROTOCOL_ERROR if r.status == 408 else INTERNAL_ERROR)
@@ -220,6 +225,8 @@ class H2Stream:
         sid = self.sid
         r = self.r
         progressed = False
+        if self.rate_timer is not None:
+            return  # limit_rate: output resumes when the timer fires
         while q and not h2c.tpaused and not h2c.closing and not self.reset:
             item = q[0]
             if item is _END:
@@ -242,6 +249,16 @@ class H2Stream:
             window = codec.local_flow_control_window(sid)
             if window <= 0:
                 break
+            rate = r.limit_rate if r is not None else 0
+            if rate:
+                # ngx_http_write_filter's limit: what the rate allows since
+                # the request began, past limit_rate_after (as h1_write)
+                assert r is not None
+                allowed = rate * (int(time.time()) - int(r.start_time) + 1) - (r.rate_sent - r.limit_rate_after)
+                if allowed <= 0:
+                    self._rate_wait((-allowed * 1000 // rate + 1) / 1000)
+                    break
+                window = min(window, allowed)
             frame = h2c.frame_size(r)
             if isinstance(item, FileBuf):
                 n = min(item.size, window, _BURST)
@@ -275,6 +292,15 @@ class H2Stream:
             progressed = True
             if r is not None:
                 r.bytes_sent += len(data) + 9 * ((len(data) + frame - 1) // frame)
+                if rate:
+                    sent, after = r.rate_sent, r.limit_rate_after
+                    r.rate_sent = sent + len(data)
+                    # the pause those bytes are worth past limit_rate_after
+                    delay = (max(0, sent + len(data) - after) - max(0, sent - after)) * 1000 // rate
+                    if delay > 0 and not fin:
+                        self._rate_wait(delay / 1000)
+                        h2c.flush()
+                        break
             if fin:
                 q.pop(0)
                 self.out_closed = True
@@ -293,6 +319,20 @@ class H2Stream:
             self.timeout_kind = ""
         if not self.paused and r is not None and r.write_event is not None and not r.done:
             r.write_event()  # e.g. proxy: read the upstream again
+
+    def _cancel_rate(self) -> None:
+        if self.rate_timer is not None:
+            self.rate_timer.cancel()
+            self.rate_timer = None
+
+    def _rate_wait(self, seconds: float) -> None:
+        self.rate_timer = self.worker.loop.call_later(seconds, self._rate_resume)
+
+    def _rate_resume(self) -> None:
+        self.rate_timer = None
+        if not self.reset and not self.h2c.closing:
+            self.pump()
+            self.h2c.flush()
 
     def _frames(self, data: Any, frame: int, fin: bool) -> bool:
         codec = self.h2c.h2
@@ -324,6 +364,7 @@ class H2Stream:
         """The codec refused our output: the stream was reset meanwhile."""
         self.reset = True
         self.outq.clear()
+        self._cancel_rate()
         r = self.r
         if r is not None and not r.done:
             r.done = True
@@ -338,6 +379,7 @@ class H2Stream:
             return
         r.done = True
         r.completed = True
+        self._cancel_rate()
         self.deadline = 0.0
         self.timeout_kind = ""
         self.h2c.log_request(r)
