@@ -368,3 +368,22 @@ def test_resumption_across_workers_and_reload(mode, tmp_path):
                         and re.search(r"pid=(\d+)", o).group(1) not in old, timeout=15)
     finally:
         s.cleanup()
+
+
+def test_s_client_sni_and_client_certificate(srv, mtls):
+    """openssl s_client: the certificate chosen by -servername verifies, and
+    a client certificate given with -cert/-key is accepted."""
+    for name in ("a.test", "b.test"):
+        out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{srv.port}", "-servername", name,
+                              "-CAfile", ca_cert(), "-verify_return_error", "-verify_hostname", name, "-ign_eof"],
+                             input=f"GET /who HTTP/1.0\r\nHost: {name}\r\n\r\n".encode(), capture_output=True,
+                             timeout=20).stdout.decode("latin-1")
+        assert re.search(rf"subject=.*CN ?= ?{re.escape(name)}", out), out[:800]
+        assert "Verify return code: 0 (ok)" in out
+        assert f"\n{name[0]} on " in out  # the server SNI chose answered
+    crt, key = client_cert("alice")
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{mtls.port}", "-servername", "a.test",
+                          "-CAfile", ca_cert(), "-cert", crt, "-key", key, "-ign_eof"],
+                         input=b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n", capture_output=True,
+                         timeout=20).stdout.decode("latin-1")
+    assert "SUCCESS|CN=alice,O=Portico Tests" in out, out[-800:]
