@@ -16,8 +16,10 @@ Invariants:
   PySSLContext, ``SSL*`` the second one (after the socket weakref) in
   PySSLSocket (CPython 3.8-3.13 layout).  ``load()`` checks both layouts on
   live objects before anything uses them; when a check fails ``load()``
-  returns None with the reason in ``unavailable_reason`` and callers fall
-  back to plain ``ssl`` with a [warn].
+  returns None with the reason in ``unavailable_reason``, and a config
+  that uses ssl is refused with ``[emerg] TLS is not available: REASON``
+  (nginx's client-certificate and session semantics cannot be had without
+  it, so there is no silent fallback).
 - Every ``CFUNCTYPE`` object handed to OpenSSL is kept referenced by the
   ``Bridge`` (module lifetime) or by its owner object, never only by a
   local, or OpenSSL would call freed memory.
