@@ -47,7 +47,7 @@ _FIRST, _HANDSHAKE, _OPEN, _PLAIN, _CLOSED = range(5)
 
 class TLSLayer(asyncio.Protocol):
     __slots__ = ("worker", "spec", "raw", "inner", "sslobj", "incoming", "outgoing", "mode",
-                 "_reading_paused", "_drain_scheduled", "_eof", "record")
+                 "_reading_paused", "_drain_scheduled", "record")
 
     def __init__(self, worker: "Worker", spec: Any) -> None:
         self.worker = worker
@@ -60,7 +60,6 @@ class TLSLayer(asyncio.Protocol):
         self.mode = _FIRST
         self._reading_paused = False
         self._drain_scheduled = False
-        self._eof = False
         self.record = _MAX_RECORD  # ssl_buffer_size of the server SNI chose
 
     # --- raw side: asyncio.Protocol ------------------------------------------------------
@@ -97,7 +96,6 @@ class TLSLayer(asyncio.Protocol):
             self._handshake()
 
     def eof_received(self) -> bool | None:
-        self._eof = True
         if self.mode in (_OPEN, _PLAIN):
             return self.inner.eof_received()
         self.inner.close()
