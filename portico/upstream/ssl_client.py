@@ -109,6 +109,7 @@ def _make(cycle: Any, conf: Any, where: tuple[str, int]) -> ssl.SSLContext:
             raise ConfError("no proxy_ssl_trusted_certificate for proxy_ssl_verify", file, line)
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.check_hostname = True
+        _verify_depth(ctx, conf.ssl_verify_depth)
     if conf.ssl_trusted_certificate:
         path = cycle.full_path(conf.ssl_trusted_certificate)
         try:
@@ -123,6 +124,15 @@ def _make(cycle: Any, conf: Any, where: tuple[str, int]) -> ssl.SSLContext:
             raise ConfError(f'X509_LOOKUP_load_file("{path}") failed ({e})', file, line)
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     return ctx
+
+
+def _verify_depth(ctx: ssl.SSLContext, depth: int) -> None:
+    """SSL_CTX_set_verify_depth, which Python's ssl does not expose (through
+    the ctypes bridge of portico/tls; without it OpenSSL's default applies)."""
+    from ..tls import openssl as osl
+    b = osl.load()
+    if b is not None:
+        b.SSL_CTX_set_verify_depth(b.ctx_ptr(ctx), depth)
 
 
 def _passwords(cycle: Any, conf: Any, where: tuple[str, int]) -> list[str]:

@@ -66,14 +66,23 @@ def pki(tmp_path_factory: Any) -> Iterator[dict[str, str]]:
                 [x509.DNSName("backend.test"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
     cl_key = ec.generate_private_key(ec.SECP256R1())
     cl = _cert("portico-client", ca_key, "Test CA", cl_key, False, [])
+    # a chain with an intermediate CA: backend.test <- Test Intermediate <- Test CA
+    mid_key = ec.generate_private_key(ec.SECP256R1())
+    mid = _cert("Test Intermediate", ca_key, "Test CA", mid_key, True, [])
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _cert("backend.test", mid_key, "Test Intermediate", leaf_key, False, [x509.DNSName("backend.test")])
     yield {"ca": _write(f"{d}/ca.pem", ca), "other": _write(f"{d}/other.pem", other),
+           "chain": _write(f"{d}/chain.pem", leaf, mid), "chain_key": _write(f"{d}/chain.key", leaf_key),
            "srv": _write(f"{d}/srv.pem", srv), "srv_key": _write(f"{d}/srv.key", srv_key),
            "cl": _write(f"{d}/cl.pem", cl), "cl_key": _write(f"{d}/cl.key", cl_key)}
 
 
-def _backend(pki: dict[str, str], want_client_cert: bool = False) -> Backend:
+def _backend(pki: dict[str, str], want_client_cert: bool = False, chain: bool = False) -> Backend:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki["srv"], pki["srv_key"])
+    if chain:
+        ctx.load_cert_chain(pki["chain"], pki["chain_key"])
+    else:
+        ctx.load_cert_chain(pki["srv"], pki["srv_key"])
     if want_client_cert:
         ctx.load_verify_locations(pki["ca"])
         ctx.verify_mode = ssl.CERT_OPTIONAL
@@ -169,5 +178,24 @@ def test_conf_command_accepted_with_info(server: Any, pki: dict[str, str]) -> No
                              f" proxy_pass https://{b.addr}; }} }}"))
         assert _get(port, "/")[0] == 200
         assert '"proxy_ssl_conf_command Options PrioritizeChaCha" has no effect' in s.log()
+    finally:
+        b.close()
+
+
+def test_verify_depth_is_enforced(server: Any, pki: dict[str, str]) -> None:
+    """A backend chain with one intermediate CA: proxy_ssl_verify_depth 0
+    (no intermediate allowed) refuses it with OpenSSL's "certificate chain
+    too long", as nginx does; 1 accepts it."""
+    b = _backend(pki, chain=True)
+    try:
+        port = free_port()
+        loc = (f"proxy_ssl_verify on; proxy_ssl_trusted_certificate {pki['ca']}; proxy_ssl_name backend.test;"
+               f" proxy_pass https://{b.addr};")
+        s = server(base_conf(f"server {{ listen 127.0.0.1:{port};"
+                             f" location /d0/ {{ proxy_ssl_verify_depth 0; {loc} }}"
+                             f" location /d1/ {{ proxy_ssl_verify_depth 1; {loc} }} }}"))
+        assert _get(port, "/d1/")[0] == 200
+        assert _get(port, "/d0/")[0] == 502
+        assert "upstream SSL certificate verify error: (22:certificate chain too long)" in s.log()
     finally:
         b.close()
