@@ -150,16 +150,19 @@ class Builder:
             b.BIO_free(bio)
             del keep
 
+    def _read_file(self, path: str, what: str, reader: Any, free: Any) -> list[int]:
+        """Every PEM object of one kind in ``path`` (CAs, CRLs)."""
+        bio, keep = self._bio(path, what)
+        try:
+            return self._read_rest(bio, reader, free, path, what, "PEM_X509_INFO_read_bio() failed")
+        finally:
+            self.b.BIO_free(bio)
+            del keep
+
     def add_cas(self, ctxp: int, path: str, client_names: bool) -> None:
         """ssl_client_certificate (names sent to clients too) / ssl_trusted_certificate."""
         b = self.b
-        bio, keep = self._bio(path, "certificate")
-        try:
-            certs = self._read_rest(bio, b.PEM_read_bio_X509, b.X509_free, path, "certificate",
-                                    "PEM_X509_INFO_read_bio() failed")
-        finally:
-            b.BIO_free(bio)
-            del keep
+        certs = self._read_file(path, "certificate", b.PEM_read_bio_X509, b.X509_free)
         store = b.SSL_CTX_get_cert_store(ctxp)
         try:
             for x in certs:
@@ -173,13 +176,7 @@ class Builder:
 
     def add_crl(self, ctxp: int, path: str) -> None:
         b = self.b
-        bio, keep = self._bio(path, "CRL")
-        try:
-            crls = self._read_rest(bio, b.PEM_read_bio_X509_CRL, b.X509_CRL_free, path, "CRL",
-                                   "PEM_X509_INFO_read_bio() failed")
-        finally:
-            b.BIO_free(bio)
-            del keep
+        crls = self._read_file(path, "CRL", b.PEM_read_bio_X509_CRL, b.X509_CRL_free)
         store = b.SSL_CTX_get_cert_store(ctxp)
         try:
             for c in crls:
