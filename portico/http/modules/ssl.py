@@ -297,6 +297,8 @@ class SslModule(Module):
     def postconfiguration(self, http: Any) -> None:
         cycle = http.cycle
         note_cycle(cycle)
+        if any(lo.ssl for srv in http.servers for lo in srv.listens):
+            http.request_checks.append(check_request)  # run by Engine.start, before the phases
         for srv in http.servers:
             sc: SslConf = srv.root.conf.ssl
             if sc.certificates:

@@ -284,24 +284,9 @@ class TLSLayer(asyncio.Protocol):
 
 def request_check(r: "Request") -> int:
     """Before the phases (nginx: ngx_http_process_request): plain HTTP on an
-    https port is 497; on TLS, the ssl module's client-certificate checks."""
-    c = r.conn
-    if not c.ssl:
-        if getattr(c, "plain_on_ssl", False):
-            r.log_error(logmod.INFO, "client sent plain HTTP request to HTTPS port while reading client request headers")
-            return 497
-        return 0
-    if _ssl_check is not None:
-        return _ssl_check(r)
+    https port is 497.  (The ssl module adds its client-certificate checks to
+    the same list, ``HttpMain.request_checks``.)"""
+    if getattr(r.conn, "plain_on_ssl", False):
+        r.log_error(logmod.INFO, "client sent plain HTTP request to HTTPS port while reading client request headers")
+        return 497
     return 0
-
-
-def _find_ssl_check() -> Any:
-    try:
-        from ..modules.ssl import check_request
-    except ImportError:
-        return None
-    return check_request
-
-
-_ssl_check = _find_ssl_check()
