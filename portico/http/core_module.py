@@ -136,6 +136,7 @@ class HttpMain:
         self.servers: list[Server] = []
         self.listen_specs: list[ListenSpec] = []
         self.phases: dict[str, list[Any]] = {}
+        self.phase_applies: dict[Any, Any] = {}  # handler -> applies(loc_confs), see add_phase_handler
         self.header_filters: list[Any] = []  # functions (r, next) in chain order
         self.body_filters: list[Any] = []  # functions (r, bufs, last, next)
         self.log_handlers: list[Any] = []
@@ -161,8 +162,15 @@ class HttpMain:
                 stack.extend(loc.if_children)
         return out
 
-    def add_phase_handler(self, phase: str, handler: Any) -> None:
+    def add_phase_handler(self, phase: str, handler: Any, applies: Any = None) -> None:
+        """Register a phase handler.  ``applies(loc_confs)`` says whether the
+        handler may act, in that location, on a GET or HEAD without a body
+        for a URI not ending in '/'; where no handler may, static_fast.py
+        answers such requests without the phase loop.  Without ``applies``
+        the handler is assumed to act everywhere."""
         self.phases.setdefault(phase, []).append(handler)
+        if applies is not None:
+            self.phase_applies[handler] = applies
 
 
 # --- block directives -----------------------------------------------------------

@@ -441,7 +441,8 @@ def register_static(http: Any) -> None:
     """Add ``static_handler`` to the CONTENT phase once per http{} (called by
     each *_static module's postconfiguration when it is used somewhere)."""
     if static_handler not in http.phases.get("content", []):
-        http.add_phase_handler("content", static_handler)
+        http.add_phase_handler("content", static_handler,
+                                lambda lc: any(c.static_mode(lc) != OFF for c in CODINGS))
 
 
 # --- the filter modules' directives and hooks ------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import log as logmod
 from .request import AGAIN, DECLINED, DONE, OK, Request
+from .static_fast import build_plan
 from .variables import set_captures
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ class Engine:
         if static is not None:
             self.content_handlers.append(static)
         self._build()
+        # the static fast path, where a location allows it (static_fast.py)
+        for loc in http.all_locations():
+            loc.conf.static_plan = build_plan(http, loc.conf)
 
     # --- construction ----------------------------------------------------------------
     def _build(self) -> None:
@@ -224,6 +228,9 @@ def find_config_checker(r: Request, h: Any, nxt: int) -> bool:
         r.log_error(logmod.ERROR, f"client intended to send too large body: {cl} bytes")
         r.keepalive = False
         r.finalize(413)
+        return False
+    plan = r.loc.static_plan
+    if plan is not None and plan.serve(r):
         return False
     r.phase_index += 1
     return True

@@ -93,6 +93,10 @@ class Request:
     upstream_log = ""  # ', upstream: "..."' in error-log lines while proxying
     write_event: Any = None  # called when the client socket drained (proxy back-pressure)
     eof_event: Any = None  # called when the client closed its side while this request runs (proxy)
+    # True when ``hin`` holds every request header under its only spelling
+    # (no name repeats case-insensitively, none contains '_'): $http_NAME is
+    # then one dict lookup (set by the protocol; False means "scan headers")
+    hin_exact = False
 
     def __init__(self, conn: Any, http: "HttpMain", method: str, raw_uri: str, uri: str, args: str,
                  version: str, headers: list[tuple[str, str]], hin: dict[str, str], host: str) -> None:

@@ -212,6 +212,18 @@ def date_str() -> str:
     return _date_str[1]
 
 
+_date_bytes: list[Any] = [0, b""]
+
+
+def date_bytes() -> bytes:
+    """``date_str()`` as bytes, encoded once per second."""
+    now = int(time.time())
+    if _date_bytes[0] != now:
+        _date_bytes[0] = now
+        _date_bytes[1] = formatdate(now, usegmt=True).encode()
+    return _date_bytes[1]
+
+
 _http_dates: dict[int, str] = {}
 
 

@@ -117,6 +117,8 @@ def _hdr_getter(name: str) -> Getter:
     exact_only = "_" not in var
 
     def get(r: "Request") -> str | None:
+        if r.hin_exact:
+            return r.hin.get(dashed)
         if exact_only and dashed not in r.hin:
             return None
         vals = [v for k, v in r.headers if len(k) == n and k.lower().replace("-", "_") == var]
@@ -371,6 +373,9 @@ def _tz(lt: time.struct_time, colon: bool) -> str:
     return f"{sign}{off // 3600:02d}{':' if colon else ''}{off % 3600 // 60:02d}"
 
 
+_STATUS_TEXT = {n: f"{n:03d}" for n in range(600)}
+
+
 def time_local(t: float) -> str:
     """$time_local (``28/Sep/1970:12:00:00 +0600``), formatted once per second."""
     sec = int(t)
@@ -492,7 +497,8 @@ def _builtin() -> dict[str, Getter]:
         st = r.error_status or r.hout.status or r.status
         if not st and r.version == "HTTP/0.9":
             st = 9
-        return f"{st:03d}"
+        text = _STATUS_TEXT.get(st)
+        return text if text is not None else f"{st:03d}"
 
     def msec(r: "Request") -> str:
         return _msec_text(int(time.time() * 1000))

@@ -122,4 +122,4 @@ class AccessModule(Module):
 
     def postconfiguration(self, http: Any) -> None:
         if http.main["access"].used:
-            http.add_phase_handler("access", access_handler)
+            http.add_phase_handler("access", access_handler, lambda lc: lc.access.rules is not None)

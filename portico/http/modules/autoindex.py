@@ -445,4 +445,5 @@ class AutoindexModule(Module):
         # unconfigured servers pay nothing: the handler exists only if used
         if any(loc.confs_raw[self.name].enable for loc in http.all_locations()):
             arg = http.variables.getter("arg_callback")
-            http.add_phase_handler("content", make_handler(arg))
+            # acts only on URIs ending in "/": never on the static fast path
+            http.add_phase_handler("content", make_handler(arg), lambda lc: False)

@@ -238,4 +238,5 @@ class DavModule(Module):
     ]
 
     def postconfiguration(self, http: Any) -> None:
-        http.add_phase_handler("content", dav_handler)
+        http.add_phase_handler("content", dav_handler,
+                                lambda lc: "GET" in lc.dav.methods or "HEAD" in lc.dav.methods)

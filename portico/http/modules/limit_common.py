@@ -200,7 +200,8 @@ class LimitModule(Module):
             limit.zone = mc.zones[limit.zone_name]
         self._check_reload_keys(cycle, mc)
         if mc.used:
-            http.add_phase_handler("preaccess", self.handler)
+            name = self.name
+            http.add_phase_handler("preaccess", self.handler, lambda lc: bool(getattr(lc, name).limits))
 
     def init_worker(self, worker: Any) -> None:
         http = worker.cycle.http

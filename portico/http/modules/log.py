@@ -172,12 +172,20 @@ def _main(cf: Any) -> LogMainConf:
     return mc
 
 
+#: variables whose values never hold a byte either escaping changes (numbers,
+#: times, addresses): their values are not checked
+_PLAIN = ("status", "body_bytes_sent", "bytes_sent", "request_length", "request_time", "msec",
+          "time_local", "time_iso8601", "connection", "connection_requests", "pid", "remote_addr",
+          "remote_port", "server_port")
+
+
 def _compile(variables: Any, name: str, escape: str, text: str, node: Node | None) -> LogFormat:
     cv = variables.compile(text, node.file if node else None, node.line if node else None)
     esc = {"default": _escape_default, "json": _escape_json, "none": None}[escape]
+    plain = {variables.getter(v) for v in _PLAIN}
     parts: list[Any] = []
     for p in cv.parts:
-        parts.append(p if isinstance(p, str) else (p, esc))
+        parts.append(p if isinstance(p, str) else (p, None if p in plain else esc))
     return LogFormat(name, escape, parts)
 
 

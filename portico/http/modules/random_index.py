@@ -113,4 +113,5 @@ class RandomIndexModule(Module):
 
     def postconfiguration(self, http: Any) -> None:
         if any(loc.confs_raw[self.name].enable for loc in http.all_locations()):
-            http.add_phase_handler("content", random_index_handler)
+            # acts only on URIs ending in "/": never on the static fast path
+            http.add_phase_handler("content", random_index_handler, lambda lc: False)

@@ -179,4 +179,4 @@ class RealIpModule(Module):
         if not http.main["realip"].used:
             return
         http.add_phase_handler("post_read", realip_handler)
-        http.add_phase_handler("preaccess", realip_handler)
+        http.add_phase_handler("preaccess", realip_handler, lambda lc: lc.realip.trusted is not None)

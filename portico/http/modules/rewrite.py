@@ -298,4 +298,4 @@ class RewriteModule(Module):
         # rewrite phases have no handler at all.
         if any(loc.confs_raw["rewrite"].script for loc in http.all_locations()):
             http.add_phase_handler("server_rewrite", rewrite_handler)
-            http.add_phase_handler("rewrite", rewrite_handler)
+            http.add_phase_handler("rewrite", rewrite_handler, lambda lc: bool(lc.rewrite.script))

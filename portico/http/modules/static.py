@@ -265,4 +265,4 @@ class IndexModule(Module):
     directives = [dir("index", HSL, MORE1, _index)]
 
     def postconfiguration(self, http: Any) -> None:
-        http.add_phase_handler("content", index_handler)
+        http.add_phase_handler("content", index_handler, lambda lc: False)  # acts only on URIs ending in "/"

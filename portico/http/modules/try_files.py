@@ -176,4 +176,4 @@ class TryFilesModule(Module):
 
     def postconfiguration(self, http: Any) -> None:
         if http.main["try_files"].used:
-            http.add_phase_handler("precontent", try_files_handler)
+            http.add_phase_handler("precontent", try_files_handler, lambda lc: lc.try_files.try_files is not None)

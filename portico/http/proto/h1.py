@@ -7,9 +7,11 @@ Invariants:
   ``_MAX_QUEUED`` wait.
 - Output is the H1Writer mixin's (h1_write.py): one ordered queue, write
   coalescing, sendfile.
-- An idle keep-alive connection keeps no parser and no last request
-  (``_shed``), and is parked by the worker (its transport released, the fd
-  kept) after a short idle time; ``_resumed`` brings it back unchanged.
+- An idle keep-alive connection keeps its parser but no last request
+  (``_shed``), and is parked by the worker (its transport and parser
+  released, the fd kept) after a short idle time; ``_resumed`` brings it
+  back unchanged.  A kept parser is replaced at a message boundary when the
+  next method is one llhttp does not know (see data_received).
 - Timeouts are deadlines checked by the worker's sweep (``on_tick``), so
   the hot path only stores a float.
 - A connection never raises out of a callback: every error becomes a status
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 
 _MAX_QUEUED = 8
 _METHOD_RE = re.compile(rb"[A-Z_-]+")
+_METHOD_STR = {m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH")}
+_VERSION_STR = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _LLHTTP_METHODS = frozenset(m.encode() for m in (
     "GET HEAD POST PUT DELETE OPTIONS TRACE PATCH COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
     "UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
@@ -66,6 +70,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
                  "_preface")
+    fast_static = True  # static_fast.py may write whole responses (HTTP/1 bytes)
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
         self._resume = resume  # a worker.Parked when this is a parked connection coming back
@@ -219,6 +224,12 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if self._lingering:
             return  # lingering close: read and drop
         parser = self.parser
+        if parser is not None and not self._in_headers and self._req is None and data[:4] != b"GET ":
+            # At a message boundary a kept parser serves any method llhttp
+            # knows; for one it does not, start afresh (below).
+            sp = data.find(b" ", 0, 33)
+            if sp > 0 and data[:sp] not in _LLHTTP_METHODS:
+                parser = self.parser = None
         if parser is None and self.requests == 0 and (data[:1] == b"P" or self._preface) and not self.ssl:
             # prior-knowledge HTTP/2 (ngx_http_wait_request_handler); a
             # preface split across packets is held until it is whole
@@ -352,13 +363,15 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
 
-    def _headers_in(self, url_len: int) -> tuple[list[tuple[str, str]], dict[str, str], int]:
-        """Decode the raw header lines once, with nginx's limits and checks."""
+    def _headers_in(self, url_len: int) -> tuple[list[tuple[str, str]], dict[str, str], int, bool]:
+        """Decode the raw header lines once, with nginx's limits and checks.
+        The last value says whether ``hin`` is exact (Request.hin_exact)."""
         sc = self.srvconf
         num, size = sc.large_client_header_buffers
         total = url_len
         headers: list[tuple[str, str]] = []
         hin: dict[str, str] = {}
+        exact = True
         drop_underscores = not sc.underscores_in_headers and sc.ignore_invalid_headers
         for name, value in self._raw:
             n = len(name) + len(value) + 4
@@ -375,21 +388,26 @@ class H1Connection(H1Writer, asyncio.Protocol):
             kl = _NAMES.get(name)
             if kl is None:
                 k = name.decode("utf-8", "surrogateescape")
-                kl = (k, k.lower())
+                low = k.lower()
+                kl = (k, low, "_" in low)
                 if len(_NAMES) < 1024:
                     _NAMES[name] = kl
-            k, low = kl
+            k, low, underscore = kl
             v = value.decode("utf-8", "surrogateescape")
             headers.append((k, v))
+            if underscore:
+                exact = False
             if low not in hin:
                 hin[low] = v
             elif low == "host":
                 raise _TooLarge(400, 'client sent duplicate host header: "Host: ' + v + '"')
             elif low == "content-length":
                 raise _TooLarge(400, 'client sent duplicate header line: "Content-Length: ' + v + '"')
+            else:
+                exact = False
         if total > num * size:
             raise _TooLarge(494, "client sent too long header line")
-        return headers, hin, total
+        return headers, hin, total, exact
 
     def _http09(self, raw: bytes) -> None:
         """``GET /uri`` with no version: HTTP/0.9 as nginx serves it (the
@@ -416,13 +434,14 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         p = self.parser
-        method = p.get_method().decode("latin-1")
+        mb = p.get_method()
+        method = _METHOD_STR.get(mb) or mb.decode("latin-1")
         if self._method is not None:
             method, self._method = self._method, None
         elif method == "CONNECT":
             raise _TooLarge(405, "client sent CONNECT method")  # nginx: 405, then close
         ver = p.get_http_version()
-        version = "HTTP/" + ver
+        version = _VERSION_STR.get(ver) or "HTTP/" + ver
         if ver[0] != "1" and ver != "0.9":
             if ver[0] == "0":
                 raise _TooLarge(400, "client sent invalid request")
@@ -433,7 +452,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         sc = self.srvconf
         if len(raw) > sc.large_client_header_buffers[1]:
             raise _TooLarge(414, "client sent too long URI")
-        headers, hin, hdr_bytes = self._headers_in(len(raw))
+        headers, hin, hdr_bytes, hin_exact = self._headers_in(len(raw))
         te = hin.get("transfer-encoding")
         try:
             target = parse_target(raw, sc.merge_slashes)
@@ -465,6 +484,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         line_target = target.raw_uri if target.host is None else raw.decode("utf-8", "surrogateescape")
         r.request_line = f"{method} {line_target} {version}"
         r.request_length = hdr_bytes + len(method) + 14
+        r.hin_exact = hin_exact
         r.server = srv
         if m is not None:
             r.captures = m
@@ -572,19 +592,21 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 self.park()
 
     def _shed(self) -> None:
-        """An idle keep-alive connection keeps only what the next request needs."""
+        """An idle keep-alive connection keeps only what the next request
+        needs.  The parser stays (making one per request costs ~1.5 us); a
+        parked connection drops it with the rest of this object."""
         if not self._in_headers:
-            self.parser = None
             self._raw = self._url = _NOTHING  # type: ignore[assignment]
             self._req = None
 
     def _log(self, r: Request) -> None:
-        for fn in r.cleanup:
-            try:
-                fn()
-            except Exception as e:  # a cleanup must not stop the others or the log
-                r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
-        r.cleanup = []
+        if r.cleanup:
+            for fn in r.cleanup:
+                try:
+                    fn()
+                except Exception as e:  # a cleanup must not stop the others or the log
+                    r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
+            r.cleanup = []
         if r.log_status:
             r.status = r.log_status
         self.http.engine.log(r)
@@ -647,8 +669,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
             self.closing = True
             self.transport.abort()
 
-    def _set_state(self, st: int) -> None:
-        set_state(self, st)
+    _set_state = set_state  # a method: set_state(self, st)
 
     # --- timeouts ------------------------------------------------------------------------
     def on_tick(self, now: float) -> None:
@@ -756,4 +777,4 @@ class H1Connection(H1Writer, asyncio.Protocol):
 
 
 _NOTHING: tuple[Any, ...] = ()
-_NAMES: dict[bytes, tuple[str, str]] = {}  # raw header name -> (name, lower-case name)
+_NAMES: dict[bytes, tuple[str, str, bool]] = {}  # raw header name -> (name, lower-case name, has "_")

@@ -32,7 +32,7 @@ from ...core import log as logmod
 from ..request import FileBuf, Request
 from ..response import STATUS_LINE_OVERRIDE, date_str, http_date, product, status_line
 
-_SMALL_FILE = 32768  # below this a file is read and written with the headers
+SMALL_FILE = 32768  # below this a file is read and written with the headers
 
 
 class H1Writer:
@@ -49,6 +49,7 @@ class H1Writer:
     ssl: bool
     family: int
     requests: int
+    queue: list[Any]
     start_mono: float
     deadline: float
     timeout_kind: str
@@ -75,13 +76,16 @@ class H1Writer:
                 r.chunked = True
             else:
                 r.keepalive = False
-        if r.keepalive and (self.requests >= core.keepalive_requests or core.keepalive_timeout <= 0
+        # requests parsed ahead (pipelined, in ``queue``) do not count yet:
+        # nginx creates a request only when the one before it is done
+        if r.keepalive and (self.requests - len(self.queue) >= core.keepalive_requests
+                            or core.keepalive_timeout <= 0
                             or self.worker.shutting_down
                             or self.worker.now - self.start_mono > core.keepalive_time):
             r.keepalive = False
         # One str, encoded once: the order is nginx's (header filter, then
         # the ETag the static handler set, the header list, filter additions).
-        out = [_status_line(status), _server_line(core.server_tokens), "Date: ", date_str(), "\r\n"]
+        out = [_status_line(status), server_line(core.server_tokens), "Date: ", date_str(), "\r\n"]
         if h.content_type and status != 304 and status != 204:  # ngx_http_header_filter drops it for 204
             if h.charset:
                 out.append(f"Content-Type: {h.content_type}; charset={h.charset}\r\n")
@@ -161,6 +165,21 @@ class H1Writer:
         if last:
             self.outq.append(_DONE(r))
         self._pump()
+
+    def write_static(self, r: Request, data: bytes) -> None:
+        """A whole response already in bytes (static_fast.py): queued like
+        any output, then the request is done in order."""
+        if self.outq or self._sending:
+            self._write(data)
+            self.outq.append(_DONE(r))
+            self._pump()
+        else:
+            # nothing queued before it: straight to the coalescing buffer,
+            # and the request is done (what _pump would do, without the marker)
+            self._wbuf.append(data)
+            self._finish(r)
+            if self._wbuf and not self.closing:
+                self._flush()
 
     def _write(self, data: Any) -> None:
         # Coalesce: bytes wait in _wbuf until _flush (end of the request's
@@ -266,7 +285,7 @@ class H1Writer:
         """Send what the socket takes; True when the region is done."""
         core = self.current.loc.core if self.current is not None else None
         use_sendfile = core is not None and core.sendfile and not self.ssl
-        if fb.size <= _SMALL_FILE or not use_sendfile:
+        if fb.size <= SMALL_FILE or not use_sendfile:
             # small files: one pread joined to the headers in one send
             while fb.size > 0:
                 if self.paused:
@@ -367,7 +386,7 @@ def _status_line(status: int) -> str:
     return line
 
 
-def _server_line(tokens: str) -> str:
+def server_line(tokens: str) -> str:
     line = _SERVER_LINES.get(tokens)
     if line is None:
         line = _SERVER_LINES[tokens] = f"Server: {product(tokens)}\r\n"

@@ -7,7 +7,7 @@ plain listener), a 100-byte file, ``h2load -c 50 -m 10``, ``worker_processes
 py-spy on the Portico worker during a second run and prints where the time
 goes: the ``h2``/``hpack``/``hyperframe`` codec versus Portico's own code.
 
-Usage: ``python3 bench/h2.py [--requests N] [--profile]``.
+Usage: ``python3 bench/h2c.py [--requests N] [--profile]``.
 
 Invariants:
 - Loopback only; both servers live in temporary prefixes (tests/harness.py)

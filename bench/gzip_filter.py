@@ -9,7 +9,7 @@ Cases (``wrk -t1 -c50 -dNs`` over keep-alive with ``Accept-Encoding: gzip``,
 1. ``gzip6``: on-the-fly compression at level 6 (every request deflates 100 KB).
 2. ``static``: ``gzip_static on`` answers with the precompressed ``.gz``.
 
-Usage: ``python3 bench/gzip.py [--duration S] [--rounds N] [--json FILE]``.
+Usage: ``python3 bench/gzip_filter.py [--duration S] [--rounds N] [--json FILE]``.
 
 Invariants:
 - Loopback only; each server runs in its own temporary prefix through

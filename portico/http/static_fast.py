@@ -1,0 +1,194 @@
+"""The static fast path: a plain GET or HEAD of a small file, answered
+without the phase loop and the filter chains.
+
+Most requests a static server sees need none of nginx's machinery after
+FIND_CONFIG: no rewrite, access or try_files handler acts in the location,
+no filter changes the response, the file exists and is small.  For such a
+location a ``StaticPlan`` is built once per configuration; ``serve`` then
+does the work of ngx_http_static_handler, the header filters that apply
+(not_modified and range only see that nothing is asked of them) and the
+HTTP/1 header writer in one function.
+
+Invariants:
+- The response is byte-for-byte the generic path's: same header lines in
+  the same order, same log variables.  ``tests/integration/test_static_fast.py``
+  compares both paths on the same requests.
+- A plan exists only where every phase handler that could run after
+  FIND_CONFIG says it does nothing there (``HttpMain.phase_applies``), the
+  location has no exclusive content handler, and the location's filter
+  chains hold only filters this path reproduces.  A handler registered
+  without a predicate disables the plan: new modules are safe by default.
+- ``serve`` returns False, having sent and changed nothing the generic path
+  depends on, for anything it does not reproduce: other methods, a body,
+  conditional or Range headers, internal requests, a URI ending in '/', any
+  error opening the file, anything but a regular file, files past
+  ``SMALL_FILE`` (those go out by sendfile on the generic path).
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING, Any
+
+from .modules.static import uri_exten
+from .proto.h1_write import SMALL_FILE, server_line
+from .response import date_bytes, http_date
+
+if TYPE_CHECKING:
+    from .core_module import HttpMain
+    from .request import Request
+
+_O_FILE = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+_S_ISREG = stat.S_ISREG
+_pread = os.pread
+_open = os.open
+_close = os.close
+_fstat = os.fstat
+
+#: phases whose handlers run after FIND_CONFIG for a request in its location
+_AFTER_FIND_CONFIG = ("rewrite", "preaccess", "access", "precontent", "content")
+#: filters this path reproduces (for a 200 without conditional or Range headers
+#: they change nothing but Accept-Ranges)
+_HEADER_OK = frozenset({"not_modified", "range"})
+_BODY_OK = frozenset({"range"})
+
+
+class StaticPlan:
+    """What a location's static answer needs, computed once."""
+
+    __slots__ = ("root", "types", "default_ct", "etag", "accept_ranges", "head", "ka_lines", "tails",
+                 "keepalive_requests", "keepalive_timeout", "keepalive_time")
+
+    def __init__(self, http: "HttpMain", lc: Any, root: str) -> None:
+        core = lc.core
+        self.root = root
+        self.types = core.types
+        self.default_ct = core.default_type
+        self.etag = core.etag
+        self.accept_ranges = core.max_ranges != 0
+        # the header up to the Date value; the rest is per file (``_tail``)
+        self.head = ("HTTP/1.1 200 OK\r\n" + server_line(core.server_tokens) + "Date: ").encode()
+        ka = "Connection: keep-alive\r\n"
+        if core.keepalive_header:
+            ka += f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n"
+        self.ka_lines = ka
+        self.tails: dict[tuple[str, int, float, bool], tuple[bytes, str | None, str | None]] = {}
+        self.keepalive_requests = core.keepalive_requests
+        self.keepalive_timeout = core.keepalive_timeout
+        self.keepalive_time = core.keepalive_time
+
+    def _tail(self, uri: str, size: int, mtime: float, keepalive: bool) -> tuple[bytes, str | None, str | None]:
+        """The header after the Date value, the ETag and the Content-Type of
+        one file version: made once, while the file does not change."""
+        key = (uri, size, mtime, keepalive)
+        entry = self.tails.get(key)
+        if entry is not None:
+            return entry
+        # ngx_http_set_content_type: by the URI's extension, else default_type
+        ext = uri_exten(uri)
+        ct = self.types.get(ext.lower()) if ext else None
+        if ct is None:
+            ct = self.default_ct or None  # "" is nginx's "no Content-Type"
+        etag = f'"{int(mtime):x}-{size:x}"' if self.etag else None
+        text = "".join((
+            "\r\n", f"Content-Type: {ct}\r\n" if ct else "",
+            f"Content-Length: {size}\r\nLast-Modified: {http_date(mtime)}\r\n",
+            self.ka_lines if keepalive else "Connection: close\r\n",
+            f"ETag: {etag}\r\n" if etag else "",
+            "Accept-Ranges: bytes\r\n\r\n" if self.accept_ranges else "\r\n",
+        ))
+        entry = (text.encode("utf-8", "surrogateescape"), etag, ct)
+        if len(self.tails) >= 1024:
+            self.tails.clear()
+        self.tails[key] = entry
+        return entry
+
+    def serve(self, r: "Request") -> bool:
+        """Answer ``r`` and return True, or return False untouched."""
+        method = r.method
+        if (method != "GET" and method != "HEAD") or r.body is not None or r.internal or r.internal_sub:
+            return False
+        conn = r.conn
+        if (not getattr(conn, "fast_static", False) or r.version == "HTTP/0.9" or r.limit_rate_set
+                or r.hout.headers or r.discard_output):
+            return False
+        uri = r.uri
+        if uri[-1] == "/":
+            return False
+        hin = r.hin
+        if ("range" in hin or "if-modified-since" in hin or "if-none-match" in hin
+                or "if-match" in hin or "if-unmodified-since" in hin):
+            return False  # not_modified and range act: the generic path
+        try:
+            fd = _open(self.root + uri, _O_FILE)
+        except (OSError, ValueError):
+            return False  # the generic path answers the error and logs it
+        try:
+            st = _fstat(fd)
+            size = st.st_size
+            if not _S_ISREG(st.st_mode) or size > SMALL_FILE:
+                return False
+            header_only = r.header_only
+            body = b"" if header_only or not size else _pread(fd, size, 0)
+        except OSError:
+            return False
+        finally:
+            _close(fd)
+        if len(body) != size and not header_only:
+            return False  # truncated under us: the generic path reports it
+        keepalive = r.keepalive
+        if keepalive:
+            w = conn.worker
+            if (conn.requests - len(conn.queue) >= self.keepalive_requests or self.keepalive_timeout <= 0
+                    or w.shutting_down or w.now - conn.start_mono > self.keepalive_time):
+                keepalive = r.keepalive = False
+        mtime = st.st_mtime
+        tail, etag, ct = self._tail(uri, size, mtime, keepalive)
+        head = self.head + date_bytes() + tail
+        # what the log and $sent_http_* read, as the generic path leaves it
+        h = r.hout
+        h.status = 200
+        h.content_length = size
+        h.last_modified = mtime
+        h.content_type = ct
+        h.etag = etag
+        h.accept_ranges = self.accept_ranges
+        r.allow_ranges = True
+        r.file_stat = st  # type: ignore[attr-defined]
+        r.status = 200
+        r.header_sent = True
+        n = len(body)
+        r.body_bytes_sent = n
+        r.bytes_sent = len(head) + n
+        r.phase_index = len(r.http.engine.handlers)
+        conn.write_static(r, head + body if n else head)
+        return True
+
+
+def build_plan(http: "HttpMain", lc: Any) -> StaticPlan | None:
+    """The location's plan, or None where the generic path must run."""
+    core = lc.core
+    if core.handler is not None or core.alias or core.open_file_cache is not None:
+        return None
+    if core.disable_symlinks != "off" or core.limit_rate or core.internal:
+        return None
+    if core.root is None:
+        root = http.default_root
+    else:
+        root = core.root.const
+        if root is None:
+            return None  # variables in root: evaluated per request by the generic path
+    static = getattr(http, "content_static", None)
+    for phase in _AFTER_FIND_CONFIG:
+        for h in http.phases.get(phase, ()):
+            if phase == "content" and h is static:
+                continue
+            applies = http.phase_applies.get(h)
+            if applies is None or applies(lc):
+                return None
+    for entries, ok in ((http.header_filters, _HEADER_OK), (http.body_filters, _BODY_OK)):
+        for e in entries:
+            if e[0] not in ok and (len(e) < 3 or e[2](lc)):
+                return None
+    return StaticPlan(http, lc, root)
+
