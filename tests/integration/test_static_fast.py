@@ -91,6 +91,7 @@ FILES = {
     "html/page.html": "<p>page</p>\n",
     "html/dir/index.html": "index\n",
     "html/ka/one.txt": "one\n",
+    "html/opts/f.txt": "options\n",
 }
 
 CONF = """
@@ -102,6 +103,7 @@ CONF = """
         root html;
         access_log logs/fast.log t;
         location /ka/ {{ keepalive_requests 2; }}
+        location /opts/ {{ {opts} }}
     }}
     server {{
         listen 127.0.0.1:{slow};
@@ -109,7 +111,10 @@ CONF = """
         disable_symlinks on;
         access_log logs/slow.log t;
         location /ka/ {{ keepalive_requests 2; }}
+        location /opts/ {{ {opts} }}
     }}"""
+# every setting the fast path copies into its header, away from the defaults
+OPTS = "etag off; max_ranges 0; keepalive_timeout 10s 5s; server_tokens off; types {} default_type \"\";"
 
 H = "Host: t\r\n"
 CORPUS = [
@@ -129,6 +134,8 @@ CORPUS = [
     f"GET /page.html HTTP/1.1\r\n{H}\r\n",
     f"GET /./a.txt HTTP/1.1\r\n{H}\r\n",
     f"GET //a.txt HTTP/1.1\r\n{H}\r\n",
+    f"GET /opts/f.txt HTTP/1.1\r\n{H}\r\n",
+    f"HEAD /opts/f.txt HTTP/1.0\r\n\r\n",
     # repeated and underscored header names: $http_* must still join them
     f"GET /a.txt HTTP/1.1\r\n{H}User-Agent: one\r\nuser-agent: two\r\nX-Y: a\r\nx-y: b\r\n\r\n",
     # left to the generic path
@@ -176,7 +183,7 @@ def _responses(port: int, reqs: list[str]) -> list[tuple[int, list[tuple[str, st
 @pytest.fixture
 def pair(server):
     fast, slow = free_port(), free_port()
-    srv = server(base_conf(CONF.format(fast=fast, slow=slow)), files=FILES)
+    srv = server(base_conf(CONF.format(fast=fast, slow=slow, opts=OPTS)), files=FILES)
     return srv, fast, slow
 
 
@@ -196,6 +203,9 @@ def test_same_answers_as_the_generic_path(pair) -> None:
     assert '"GET /a.txt HTTP/1.1" 200 17 ' in first and '"text/plain"' in first
     joined = [x for x in lines("fast.log") if '"one, two" "a, b"' in x]
     assert len(joined) == 1
+    opts = _responses(fast, [f"GET /opts/f.txt HTTP/1.1\r\n{H}\r\n"])[0][1]
+    assert opts == [("Server", "portico"), ("Content-Length", "8"), ("Last-Modified", opts[2][1]),
+                    ("Connection", "keep-alive"), ("Keep-Alive", "timeout=5")]
 
 
 def test_pipelined_and_keepalive_limit(pair) -> None:
