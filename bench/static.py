@@ -80,6 +80,9 @@ def snapshot_portico(dest_root: str, tries: int = 4) -> str:
     import (caught mid-edit) is retaken a few seconds later, and then the
     committed version (git HEAD) is used.  Returns where the copy came from."""
     import hashlib
+    # workers started as root run as "nobody" and import some modules late:
+    # they must be able to read the copy (mkdtemp makes it 0700)
+    os.chmod(dest_root, 0o755)
     for attempt in range(tries + 1):
         dst = os.path.join(dest_root, "portico")
         shutil.rmtree(dst, ignore_errors=True)
