@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .request import Request
 
-_O_FILE = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+O_FILE = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 _O_SEARCH = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NONBLOCK
 
 
@@ -199,15 +199,15 @@ def _symlinks(r: "Request", path: str) -> tuple[str, int]:
 def _open(r: "Request", path: str) -> int:
     mode, skip = _symlinks(r, path)
     if mode == "off":
-        return os.open(path, _O_FILE)
-    return _walk(path, skip, mode, _O_FILE)
+        return os.open(path, O_FILE)
+    return _walk(path, skip, mode, O_FILE)
 
 
 def _stat(r: "Request", path: str) -> os.stat_result:
     mode, skip = _symlinks(r, path)
     if mode == "off":
         return os.stat(path)
-    fd = _walk(path, skip, mode, _O_FILE)
+    fd = _walk(path, skip, mode, O_FILE)
     try:
         return os.fstat(fd)
     finally:

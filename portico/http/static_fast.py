@@ -30,7 +30,8 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any
 
-from .modules.static import uri_exten
+from .modules.static import content_type_for, etag_for
+from .open_file import O_FILE
 from .proto.h1_write import SMALL_FILE, server_line
 from .response import date_bytes, http_date
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from .core_module import HttpMain
     from .request import Request
 
-_O_FILE = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 _S_ISREG = stat.S_ISREG
 _pread = os.pread
 _open = os.open
@@ -56,14 +56,11 @@ _BODY_OK = frozenset({"range"})
 class StaticPlan:
     """What a location's static answer needs, computed once."""
 
-    __slots__ = ("root", "types", "default_ct", "etag", "accept_ranges", "head", "ka_lines", "tails",
-                 "keepalive_requests", "keepalive_timeout", "keepalive_time")
+    __slots__ = ("root", "etag", "accept_ranges", "head", "ka_lines", "tails")
 
-    def __init__(self, http: "HttpMain", lc: Any, root: str) -> None:
+    def __init__(self, lc: Any, root: str) -> None:
         core = lc.core
         self.root = root
-        self.types = core.types
-        self.default_ct = core.default_type
         self.etag = core.etag
         self.accept_ranges = core.max_ranges != 0
         # the header up to the Date value; the rest is per file (``_tail``)
@@ -73,23 +70,17 @@ class StaticPlan:
             ka += f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n"
         self.ka_lines = ka
         self.tails: dict[tuple[str, int, float, bool], tuple[bytes, str | None, str | None]] = {}
-        self.keepalive_requests = core.keepalive_requests
-        self.keepalive_timeout = core.keepalive_timeout
-        self.keepalive_time = core.keepalive_time
 
-    def _tail(self, uri: str, size: int, mtime: float, keepalive: bool) -> tuple[bytes, str | None, str | None]:
+    def _tail(self, r: "Request", st: os.stat_result, keepalive: bool) -> tuple[bytes, str | None, str | None]:
         """The header after the Date value, the ETag and the Content-Type of
         one file version: made once, while the file does not change."""
+        uri, size, mtime = r.uri, st.st_size, st.st_mtime
         key = (uri, size, mtime, keepalive)
         entry = self.tails.get(key)
         if entry is not None:
             return entry
-        # ngx_http_set_content_type: by the URI's extension, else default_type
-        ext = uri_exten(uri)
-        ct = self.types.get(ext.lower()) if ext else None
-        if ct is None:
-            ct = self.default_ct or None  # "" is nginx's "no Content-Type"
-        etag = f'"{int(mtime):x}-{size:x}"' if self.etag else None
+        ct = content_type_for(r, uri) or None  # "" is nginx's "no Content-Type"
+        etag = etag_for(st) if self.etag else None
         text = "".join((
             "\r\n", f"Content-Type: {ct}\r\n" if ct else "",
             f"Content-Length: {size}\r\nLast-Modified: {http_date(mtime)}\r\n",
@@ -120,7 +111,7 @@ class StaticPlan:
                 or "if-match" in hin or "if-unmodified-since" in hin):
             return False  # not_modified and range act: the generic path
         try:
-            fd = _open(self.root + uri, _O_FILE)
+            fd = _open(self.root + uri, O_FILE)
         except (OSError, ValueError):
             return False  # the generic path answers the error and logs it
         try:
@@ -137,19 +128,15 @@ class StaticPlan:
         if len(body) != size and not header_only:
             return False  # truncated under us: the generic path reports it
         keepalive = r.keepalive
-        if keepalive:
-            w = conn.worker
-            if (conn.requests - len(conn.queue) >= self.keepalive_requests or self.keepalive_timeout <= 0
-                    or w.shutting_down or w.now - conn.start_mono > self.keepalive_time):
-                keepalive = r.keepalive = False
-        mtime = st.st_mtime
-        tail, etag, ct = self._tail(uri, size, mtime, keepalive)
+        if keepalive and not conn.keepalive_allowed(r.loc.core):
+            keepalive = r.keepalive = False
+        tail, etag, ct = self._tail(r, st, keepalive)
         head = self.head + date_bytes() + tail
         # what the log and $sent_http_* read, as the generic path leaves it
         h = r.hout
         h.status = 200
         h.content_length = size
-        h.last_modified = mtime
+        h.last_modified = st.st_mtime
         h.content_type = ct
         h.etag = etag
         h.accept_ranges = self.accept_ranges
@@ -190,5 +177,5 @@ def build_plan(http: "HttpMain", lc: Any) -> StaticPlan | None:
         for e in entries:
             if e[0] not in ok and (len(e) < 3 or e[2](lc)):
                 return None
-    return StaticPlan(http, lc, root)
+    return StaticPlan(lc, root)
 

@@ -4,12 +4,14 @@ Invariants:
 - ``S_READING``/``S_WRITING``/``S_WAITING`` are stub_status's gauges; a
   connection object holds at most one (``state``, 0 for none) and moves it
   only through ``set_state``, so the worker's cells always add up.
+- ``run_cleanups`` and ``abandon`` are the request endings both protocols
+  share: cleanups that cannot stop each other, and 499 for a vanished client.
 - ``log_internal_error`` writes the one [alert] line a handler bug gets
   (exception and where it was raised); the caller decides 500 or close.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ...core import log as logmod
 
@@ -26,6 +28,26 @@ def set_state(conn: Any, st: int) -> None:
         if st:
             cells[st + 3] += 1
         conn.state = st
+
+
+def run_cleanups(r: Any, fns: Any) -> None:
+    """Call a request's cleanup handlers; one that fails is logged at alert
+    and does not stop the others (or the log line after them)."""
+    for fn in fns:
+        try:
+            fn()
+        except Exception as e:
+            r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
+
+
+def abandon(r: Any, log: Callable[[Any], None]) -> None:
+    """The client is gone before ``r`` ended: it ends now and is logged with
+    499, or with its own status when its response had begun."""
+    if r is not None and not r.done:
+        r.done = True
+        if not r.log_status:
+            r.log_status = 499 if not r.header_sent else r.status
+        log(r)
 
 
 def log_internal_error(r: Any, e: BaseException) -> None:

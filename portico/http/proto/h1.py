@@ -31,7 +31,7 @@ from ...core import log as logmod
 from ..request import Request
 from ..uri import BadRequest, normalise_host, parse_target
 from .body import RequestBody
-from .common import S_READING, S_WAITING, S_WRITING, log_internal_error, set_state
+from .common import S_READING, S_WAITING, S_WRITING, abandon, log_internal_error, run_cleanups, set_state
 from .h1_write import H1Writer
 
 if TYPE_CHECKING:
@@ -205,12 +205,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
             return  # the connection lives on as a parked fd
         self._drop_dup()
         for r in ([self.current] if self.current else []) + list(self.queue):
-            if r is not None and not r.done:
-                r.done = True
-                r.keepalive = False
-                if not r.log_status:
-                    r.log_status = 499 if not r.header_sent else r.status
-                self._log(r)
+            r.keepalive = False
+            abandon(r, self._log)
         self.current = None
         self.queue.clear()
         self._cleanup_out()
@@ -601,20 +597,13 @@ class H1Connection(H1Writer, asyncio.Protocol):
 
     def _log(self, r: Request) -> None:
         if r.cleanup:
-            for fn in r.cleanup:
-                try:
-                    fn()
-                except Exception as e:  # a cleanup must not stop the others or the log
-                    r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
+            run_cleanups(r, r.cleanup)
             r.cleanup = []
         if r.log_status:
             r.status = r.log_status
         self.http.engine.log(r)
-        for fn in r.pool_cleanup:
-            try:
-                fn()
-            except Exception as e:
-                r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
+        if r.pool_cleanup:
+            run_cleanups(r, r.pool_cleanup)
 
     def request_terminated(self, r: Request) -> None:
         r.done = True

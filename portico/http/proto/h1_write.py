@@ -76,12 +76,7 @@ class H1Writer:
                 r.chunked = True
             else:
                 r.keepalive = False
-        # requests parsed ahead (pipelined, in ``queue``) do not count yet:
-        # nginx creates a request only when the one before it is done
-        if r.keepalive and (self.requests - len(self.queue) >= core.keepalive_requests
-                            or core.keepalive_timeout <= 0
-                            or self.worker.shutting_down
-                            or self.worker.now - self.start_mono > core.keepalive_time):
+        if r.keepalive and not self.keepalive_allowed(core):
             r.keepalive = False
         # One str, encoded once: the order is nginx's (header filter, then
         # the ETag the static handler set, the header list, filter additions).
@@ -165,6 +160,16 @@ class H1Writer:
         if last:
             self.outq.append(_DONE(r))
         self._pump()
+
+    def keepalive_allowed(self, core: Any) -> bool:
+        """Whether the connection may stay open after the current response
+        (keepalive_requests, keepalive_timeout 0, keepalive_time, shutdown).
+        Requests parsed ahead (pipelined, in ``queue``) do not count yet:
+        nginx creates a request only when the one before it is done."""
+        return not (self.requests - len(self.queue) >= core.keepalive_requests
+                    or core.keepalive_timeout <= 0
+                    or self.worker.shutting_down
+                    or self.worker.now - self.start_mono > core.keepalive_time)
 
     def write_static(self, r: Request, data: bytes) -> None:
         """A whole response already in bytes (static_fast.py): queued like

@@ -50,7 +50,7 @@ from hyperframe.frame import GoAwayFrame, RstStreamFrame
 from ...core import log as logmod
 from ..modules.http2 import MAX_FRAME_SIZE, MAX_WINDOW
 from ..request import Request
-from .common import S_WAITING, S_WRITING, set_state
+from .common import S_WAITING, S_WRITING, abandon, run_cleanups, set_state
 from .h2_request import ConnError, make_request
 from .h2_stream import (ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, NO_ERROR, PROTOCOL_ERROR,
                         REFUSED_STREAM, H2Stream)
@@ -247,12 +247,7 @@ class H2Connection(asyncio.Protocol):
         self.closing = True
         for st in list(self.streams.values()):
             st.closing = True
-            r = st.r
-            if r is not None and not r.done:
-                r.done = True
-                if not r.log_status:
-                    r.log_status = 499 if not r.header_sent else r.status
-                self.log_request(r)
+            abandon(st.r, self.log_request)
         self.streams.clear()
         self.processing = 0
         self._set_state(0)
@@ -364,22 +359,14 @@ class H2Connection(asyncio.Protocol):
             self._set_idle()
 
     def log_request(self, r: Request) -> None:
-        for fn in r.cleanup:
-            try:
-                fn()
-            except Exception as e:
-                r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
+        run_cleanups(r, r.cleanup)
         r.cleanup = []
         if r.log_status:
             # what the log says ($status reads hout first): a reset stream's
             # 499 even if a handler answered into it afterwards
             r.status = r.hout.status = r.log_status
         self.http.engine.log(r)
-        for fn in r.pool_cleanup:
-            try:
-                fn()
-            except Exception as e:
-                r.log_error(logmod.ALERT, f"request cleanup failed: {e!r}")
+        run_cleanups(r, r.pool_cleanup)
 
     def _client_gone(self, st: H2Stream) -> None:
         """The client reset the stream (or broke its flow control): the
@@ -553,12 +540,7 @@ class H2Connection(asyncio.Protocol):
         # lingering close lets the client read the GOAWAY
         for st in list(self.streams.values()):
             st.reset = True
-            r = st.r
-            if r is not None and not r.done:
-                r.done = True
-                if not r.log_status:
-                    r.log_status = 499 if not r.header_sent else r.status
-                self.log_request(r)
+            abandon(st.r, self.log_request)
             self.stream_closed(st)
         self.flush()
         self._linger()
