@@ -125,6 +125,7 @@ def _hdr_getter(name: str) -> Getter:
         if not vals:
             return None
         return vals[0] if len(vals) == 1 else sep.join(vals)
+    get.inline = f"(r.hin.get({dashed!r}) if r.hin_exact else {{g}}(r))"  # type: ignore[attr-defined]
     return get
 
 
@@ -639,6 +640,13 @@ def _builtin() -> dict[str, Getter]:
             return _tcpinfo(r, index)
         return get
 
+    # Expressions the log's compiled renderer uses instead of calling the
+    # getter (log.LogFormat): the same value, one call less per variable.
+    # "{g}" in one stands for the getter itself.
+    request_line.inline = "(r.request_line or None)"  # type: ignore[attr-defined]
+    remote_addr.inline = "r.conn.client_addr"  # type: ignore[attr-defined]
+    body_bytes_sent.inline = "str(r.body_bytes_sent)"  # type: ignore[attr-defined]
+    bytes_sent.inline = "str(r.bytes_sent)"  # type: ignore[attr-defined]
     return {
         "request": request_line,
         "request_method": request_method,

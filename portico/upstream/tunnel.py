@@ -88,6 +88,7 @@ class Tunnel:
     def start(self, leftover: bytes) -> None:
         up = self.up
         up.owner = self
+        self.h1.flush_deferred()  # the 101 response leaves before tunnelled bytes
         self.ct.set_protocol(_ClientSide(self))
         self.client_paused = bool(self.ct.get_write_buffer_size())
         if up.transport is not None:

@@ -65,7 +65,8 @@ class LogFormat:
 
     ``render`` is generated Python source, compiled once per format: one
     expression per variable with the not-found and escaping rules inline,
-    so a line costs one call per variable and one join.
+    so a line costs at most one call per variable (none for getters that
+    carry an ``inline`` expression) and one join.
     """
 
     def __init__(self, name: str, escape: str, parts: list[Any]) -> None:
@@ -85,7 +86,8 @@ class LogFormat:
             getter, esc = p
             env[f"g{i}"] = getter
             env[f"e{i}"] = esc
-            lines.append(f"    v{i} = g{i}(r)")
+            inline = getattr(getter, "inline", None)  # variables.py: the getter as an expression
+            lines.append(f"    v{i} = " + (inline.replace("{g}", f"g{i}") if inline else f"g{i}(r)"))
             missing = '"-"' if self.escape == "default" else '""'
             lines.append(f"    if v{i} is None: v{i} = {missing}")
             if esc is not None:

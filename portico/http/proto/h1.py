@@ -48,6 +48,9 @@ _LLHTTP_METHODS = frozenset(m.encode() for m in (
     "CONNECT").split())
 #: above this many live connections in a worker, idle ones park immediately
 PARK_NOW_ABOVE = 1000
+_monotonic = time.monotonic
+#: raw header lines -> _headers_in's result (see on_headers_complete)
+_HEADERS: dict[tuple[tuple[bytes, bytes], ...], Any] = {}
 
 
 
@@ -69,7 +72,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "_sending", "_sock_fd", "_lingering", "_wbuf", "_host_raw",
                  "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
-                 "_preface")
+                 "_preface", "_deferred")
     fast_static = True  # static_fast.py may write whole responses (HTTP/1 bytes)
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
@@ -102,6 +105,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._sock_fd = -1
         self._lingering = False
         self._wbuf: list[Any] = []
+        self._deferred = False  # queued on worker.defer_flush
         self._raw: list[tuple[bytes, bytes]] = []
         self._in_headers = False
         self._pending = 0
@@ -216,42 +220,16 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self.worker.now = time.monotonic()
+        self.worker.now = _monotonic()
         if self._lingering:
             return  # lingering close: read and drop
         parser = self.parser
-        if parser is not None and not self._in_headers and self._req is None and data[:4] != b"GET ":
-            # At a message boundary a kept parser serves any method llhttp
-            # knows; for one it does not, start afresh (below).
-            sp = data.find(b" ", 0, 33)
-            if sp > 0 and data[:sp] not in _LLHTTP_METHODS:
-                parser = self.parser = None
-        if parser is None and self.requests == 0 and (data[:1] == b"P" or self._preface) and not self.ssl:
-            # prior-knowledge HTTP/2 (ngx_http_wait_request_handler); a
-            # preface split across packets is held until it is whole
-            from . import h2
-            if self._preface:
-                data, self._preface = self._preface + data, b""
-            if h2.PREFACE.startswith(data[:24]) and h2.h2c_enabled(self):
-                if len(data) < 24:
-                    self._preface = data
-                    return
-                h2.takeover(self, data)
+        if parser is None or (data[:4] != b"GET " and not self._in_headers and self._req is None):
+            # not a GET on a kept parser: see what this message needs first
+            fed = self._at_boundary(data)
+            if fed is None:
                 return
-        if parser is None:
-            parser = self.parser = self._new_parser()
-            # A fresh parser starts at a message boundary: a method llhttp
-            # does not know (nginx takes any [A-Z_-]+) is parsed as GET and
-            # restored in on_headers_complete.
-            sp = data.find(b" ", 0, 33)
-            if sp > 0 and data[:sp] not in _LLHTTP_METHODS and _METHOD_RE.fullmatch(data[:sp]):
-                self._method = data[:sp].decode()
-                data = b"GET" + data[sp:]
-            if data.startswith(b"GET ") and self.requests == 0:
-                eol = data.find(b"\n")
-                if eol > 0 and b" " not in data[4:eol].rstrip(b"\r"):
-                    self._http09(data[4:eol].rstrip(b"\r"))
-                    return
+            parser, data = fed
         self._feeding = True
         try:
             parser.feed_data(data)
@@ -287,9 +265,15 @@ class H1Connection(H1Writer, asyncio.Protocol):
         finally:
             self._feeding = False
         if self._in_headers:
-            # A header block still incomplete after this packet: bound the
-            # memory the parser may buffer for it (exact 414/494 checks are
-            # done when the block completes).
+            # A header block still incomplete after this packet.  An idle
+            # connection is now reading (a request that arrives whole goes
+            # from waiting to writing directly: no gauge moves for nothing).
+            if self.state == S_WAITING:
+                self._set_state(S_READING)
+                self.deadline = self.worker.now + self.srvconf.client_header_timeout
+                self.timeout_kind = "header"
+            # Bound the memory the parser may buffer for it (exact 414/494
+            # checks are done when the block completes).
             self._pending += len(data)
             num, size = self.srvconf.large_client_header_buffers
             if self._pending > num * size + 65536:
@@ -301,13 +285,54 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if self.current is None and self.queue:
             self._next_request()
         if self._wbuf:
-            self._flush()
-        if self.state == S_WAITING:
+            self._flush_soon()
+        if self.state == S_WAITING and self._raw is not _NOTHING:
+            # idle, and _finish did not shed (it was called while feeding)
             self._shed()
             if len(self.worker.conns) > PARK_NOW_ABOVE and not self.transport.get_write_buffer_size():
                 self.park()
         if len(self.queue) > _MAX_QUEUED and not self.closing:
             self.transport.pause_reading()
+
+    def _at_boundary(self, data: bytes) -> tuple[Any, bytes] | None:
+        """The parser for a message that does not start with ``GET `` on a
+        kept parser, and the bytes to feed it; None when the data went
+        elsewhere (prior-knowledge HTTP/2, HTTP/0.9) or waits for more."""
+        parser = self.parser
+        if parser is not None:
+            # At a message boundary a kept parser serves any method llhttp
+            # knows; for one it does not, start afresh (below).
+            sp = data.find(b" ", 0, 33)
+            if sp > 0 and data[:sp] not in _LLHTTP_METHODS:
+                parser = self.parser = None
+            else:
+                return parser, data
+        if self.requests == 0 and (data[:1] == b"P" or self._preface) and not self.ssl:
+            # prior-knowledge HTTP/2 (ngx_http_wait_request_handler); a
+            # preface split across packets is held until it is whole
+            from . import h2
+            if self._preface:
+                data, self._preface = self._preface + data, b""
+            if h2.PREFACE.startswith(data[:24]) and h2.h2c_enabled(self):
+                if len(data) < 24:
+                    self._preface = data
+                    return None
+                h2.takeover(self, data)
+                return None
+        parser = self.parser = self._new_parser()
+        # A fresh parser starts at a message boundary: a method llhttp does
+        # not know (nginx takes any [A-Z_-]+) is parsed as GET and restored
+        # in on_headers_complete.
+        sp = data.find(b" ", 0, 33)
+        if sp > 0 and data[:sp] not in _LLHTTP_METHODS and _METHOD_RE.fullmatch(data[:sp]):
+            self._method = data[:sp].decode()
+            data = b"GET" + data[sp:]
+        if data.startswith(b"GET ") and self.requests == 0:
+            eol = data.find(b"\n")
+            if eol > 0 and b" " not in data[4:eol].rstrip(b"\r"):
+                self._http09(data[4:eol].rstrip(b"\r"))
+                return None
+        return parser, data
 
     def eof_received(self) -> bool | None:
         if self.current is None and not self.queue:
@@ -348,10 +373,6 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._raw = []
         self._in_headers = True
         self._pending = 0
-        if self.state == S_WAITING:
-            self._set_state(S_READING)
-            self.deadline = self.worker.now + self.srvconf.client_header_timeout
-            self.timeout_kind = "header"
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -359,17 +380,19 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
 
-    def _headers_in(self, url_len: int) -> tuple[list[tuple[str, str]], dict[str, str], int, bool]:
-        """Decode the raw header lines once, with nginx's limits and checks.
-        The last value says whether ``hin`` is exact (Request.hin_exact)."""
+    def _headers_in(self, raw: tuple[tuple[bytes, bytes], ...]) -> tuple[Any, list[tuple[str, str]], dict[str, str], int, bool]:
+        """Decode the raw header lines once, with nginx's per-line limits and
+        checks: (server conf, headers, hin, bytes, exact).  ``exact`` says
+        whether ``hin`` is exact (Request.hin_exact).  The total limit
+        includes the URI and is checked by the caller."""
         sc = self.srvconf
-        num, size = sc.large_client_header_buffers
-        total = url_len
+        size = sc.large_client_header_buffers[1]
+        total = 0
         headers: list[tuple[str, str]] = []
         hin: dict[str, str] = {}
         exact = True
         drop_underscores = not sc.underscores_in_headers and sc.ignore_invalid_headers
-        for name, value in self._raw:
+        for name, value in raw:
             n = len(name) + len(value) + 4
             total += n
             if n > size:
@@ -401,9 +424,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 raise _TooLarge(400, 'client sent duplicate header line: "Content-Length: ' + v + '"')
             else:
                 exact = False
-        if total > num * size:
-            raise _TooLarge(494, "client sent too long header line")
-        return headers, hin, total, exact
+        return sc, headers, hin, total, exact
 
     def _http09(self, raw: bytes) -> None:
         """``GET /uri`` with no version: HTTP/0.9 as nginx serves it (the
@@ -448,7 +469,20 @@ class H1Connection(H1Writer, asyncio.Protocol):
         sc = self.srvconf
         if len(raw) > sc.large_client_header_buffers[1]:
             raise _TooLarge(414, "client sent too long URI")
-        headers, hin, hdr_bytes, hin_exact = self._headers_in(len(raw))
+        # Keep-alive clients send the same header lines request after
+        # request: their decoding is looked up by the raw lines (copies
+        # out, so a request may change its own).
+        raw_h = tuple(self._raw)
+        ent = _HEADERS.get(raw_h)
+        if ent is None or ent[0] is not sc:
+            ent = self._headers_in(raw_h)
+            if len(_HEADERS) >= 256:
+                _HEADERS.clear()
+            _HEADERS[raw_h] = ent
+        hdr_bytes = ent[3] + len(raw)
+        if hdr_bytes > sc.large_client_header_buffers[0] * sc.large_client_header_buffers[1]:
+            raise _TooLarge(494, "client sent too long header line")
+        headers, hin, hin_exact = list(ent[1]), ent[2].copy(), ent[4]
         te = hin.get("transfer-encoding")
         try:
             target = parse_target(raw, sc.merge_slashes)
@@ -645,6 +679,16 @@ class H1Connection(H1Writer, asyncio.Protocol):
         core = self.table.default.root.conf.core  # type: ignore[union-attr]
         self._start_lingering(core)
 
+    def flush_deferred(self) -> None:
+        """Worker.defer_flush's call: the coalesced output goes now; an idle
+        connection under a connection flood is then parked (see _finish)."""
+        self._deferred = False
+        if self._wbuf and not self.closing:
+            self._flush()
+            if (self.state == S_WAITING and len(self.worker.conns) > PARK_NOW_ABOVE
+                    and not self.transport.get_write_buffer_size()):
+                self.park()
+
     def close(self) -> None:
         if not self.closing:
             if self._wbuf:
@@ -754,6 +798,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
 
     def expect_continue(self, r: Request) -> None:
         if r.version == "HTTP/1.1" and r.hin.get("expect", "").lower() == "100-continue" and not r.header_sent:
+            if self._wbuf:
+                self._flush()  # a response before this one goes first
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def body_waiting(self, waiting: bool, r: Request) -> None:

@@ -4,7 +4,9 @@ nginx's order, body framing, write coalescing, files by sendfile.
 Invariants:
 - Output leaves in order through ``outq`` (bytes, ``FileBuf`` regions and
   ``_DONE`` markers); ``_wbuf`` coalesces bytes so that a small response is
-  one send(); it is flushed before any sendfile and before closing.
+  one send(); it is flushed before any sendfile, direct transport write and
+  close, and otherwise once the loop iteration's reads are handled
+  (``_flush_soon``): the peer is then woken by back-to-back writes.
 - A file region is sent with ``os.sendfile`` only when the transport's own
   buffer is empty (write-buffer limits 0/0 make pause/resume_writing an exact
   "drained" signal); when the socket is full we wait on a dup of its fd,
@@ -41,6 +43,7 @@ class H1Writer:
     transport: Any
     outq: list[Any]
     _wbuf: list[Any]
+    _deferred: bool
     _sending: bool
     paused: bool
     closing: bool
@@ -184,7 +187,7 @@ class H1Writer:
             self._wbuf.append(data)
             self._finish(r)
             if self._wbuf and not self.closing:
-                self._flush()
+                self._flush_soon()
 
     def _write(self, data: Any) -> None:
         # Coalesce: bytes wait in _wbuf until _flush (end of the request's
@@ -194,6 +197,15 @@ class H1Writer:
             self.outq.append(data)
         else:
             self._wbuf.append(data)
+
+    def _flush_soon(self) -> None:
+        """Hand ``_wbuf`` to the transport once this loop iteration's reads
+        are handled (Worker.defer_flush): still one write per connection.
+        Anything that writes to the transport directly (sendfile, 100
+        Continue, a tunnel, write_eof, close) calls ``_flush`` first."""
+        if not self._deferred:
+            self._deferred = True
+            self.worker.defer_flush(self)
 
     def _flush(self) -> None:
         wbuf = self._wbuf
@@ -225,7 +237,7 @@ class H1Writer:
             q.pop(0)
             self._wbuf.append(item)
         if self._wbuf and not self.closing:
-            self._flush()
+            self._flush_soon()
 
     def _send_limited(self, r: Request, item: Any) -> bool:
         """One ngx_http_write_filter pass under limit_rate: send what the rate
