@@ -18,6 +18,11 @@ Invariants:
   location has no exclusive content handler, and the location's filter
   chains hold only filters this path reproduces.  A handler registered
   without a predicate disables the plan: new modules are safe by default.
+- A file is read as nginx reads it (open, fstat, pread, close) unless a
+  stat shows it unchanged since it was kept in ``_FILES``: only contents
+  whose mtime and ctime were over ``SETTLED`` seconds old when read are
+  kept, so any later change moves ctime (or the inode, for a rename), and
+  a lost permission moves ctime too.  One stat instead of four calls.
 - ``serve`` returns False, having sent and changed nothing the generic path
   depends on, for anything it does not reproduce: other methods, a body,
   conditional or Range headers, internal requests, a URI ending in '/', any
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from typing import TYPE_CHECKING, Any
 
 from .modules.static import content_type_for, etag_for
@@ -44,6 +50,8 @@ _pread = os.pread
 _open = os.open
 _close = os.close
 _fstat = os.fstat
+_stat = os.stat
+_time = time.time
 
 #: phases whose handlers run after FIND_CONFIG for a request in its location
 _AFTER_FIND_CONFIG = ("rewrite", "preaccess", "access", "precontent", "content")
@@ -110,21 +118,25 @@ class StaticPlan:
         if ("range" in hin or "if-modified-since" in hin or "if-none-match" in hin
                 or "if-match" in hin or "if-unmodified-since" in hin):
             return False  # not_modified and range act: the generic path
+        path = self.root + uri
+        header_only = r.header_only
         try:
-            fd = _open(self.root + uri, O_FILE)
+            st = _stat(path)
         except (OSError, ValueError):
             return False  # the generic path answers the error and logs it
-        try:
-            st = _fstat(fd)
-            size = st.st_size
-            if not _S_ISREG(st.st_mode) or size > SMALL_FILE:
-                return False
-            header_only = r.header_only
-            body = b"" if header_only or not size else _pread(fd, size, 0)
-        except OSError:
+        size = st.st_size
+        if not _S_ISREG(st.st_mode) or size > SMALL_FILE:
             return False
-        finally:
-            _close(fd)
+        ent = _FILES.get(path)
+        if ent is not None and ent[0] == (st.st_ino, st.st_dev, size, st.st_mtime_ns, st.st_ctime_ns):
+            body = ent[1]
+        else:
+            body = _read(path, header_only)
+            if body is None:
+                return False
+            st = body[0]
+            size = st.st_size
+            body = body[1]
         if len(body) != size and not header_only:
             return False  # truncated under us: the generic path reports it
         keepalive = r.keepalive
@@ -150,6 +162,51 @@ class StaticPlan:
         r.phase_index = len(r.http.engine.handlers)
         conn.write_static(r, head + body if n else head)
         return True
+
+
+#: path -> ((ino, dev, size, mtime_ns, ctime_ns), bytes): small files whose
+#: timestamps had settled when read (``_read``), checked by a stat each time
+_FILES: dict[str, tuple[tuple[int, int, int, int, int], bytes]] = {}
+_files_bytes = 0
+#: at most this much file content is kept per worker
+FILES_MAX = 4 << 20
+#: a file changed less than this long ago is not kept: a second change within
+#: the file system's timestamp granularity (up to 2 s) could leave every
+#: stat field as it was
+SETTLED = 2.5
+
+
+def _read(path: str, header_only: bool) -> tuple[os.stat_result, bytes] | None:
+    """The file's stat and contents (b"" for HEAD), read as nginx does
+    (open, fstat, pread, close); None for anything the generic path must
+    answer.  Contents whose timestamps have settled are kept in ``_FILES``."""
+    global _files_bytes
+    try:
+        fd = _open(path, O_FILE)
+    except (OSError, ValueError):
+        return None
+    try:
+        st = _fstat(fd)
+        size = st.st_size
+        if not _S_ISREG(st.st_mode) or size > SMALL_FILE:
+            return None
+        if header_only or not size:
+            return st, b""
+        body = _pread(fd, size, 0)
+    except OSError:
+        return None
+    finally:
+        _close(fd)
+    if len(body) == size and _time() - max(st.st_mtime, st.st_ctime) > SETTLED:
+        if _files_bytes + size > FILES_MAX:
+            _FILES.clear()
+            _files_bytes = 0
+        old = _FILES.get(path)
+        if old is not None:
+            _files_bytes -= len(old[1])
+        _FILES[path] = ((st.st_ino, st.st_dev, size, st.st_mtime_ns, st.st_ctime_ns), body)
+        _files_bytes += size
+    return st, body
 
 
 def build_plan(http: "HttpMain", lc: Any) -> StaticPlan | None:

@@ -13,6 +13,9 @@ Invariants:
   completes after its owner gave up is closed at once.
 - Write-buffer limits are 0/0, so ``paused`` means exactly "the kernel
   refused more"; proxy_send_timeout runs only then.
+- Small writes wait in ``_wbuf`` until the loop has handled this poll's
+  events (core/deferred.py), so requests to a peer leave back to back;
+  a large write and ``close`` write what waits first.
 """
 from __future__ import annotations
 
@@ -23,12 +26,16 @@ import socket
 import ssl
 from typing import Any
 
+from ..core.deferred import flush_soon
 from .peers import Peer
+
+#: writes up to this size wait for the end of the loop iteration
+_DEFER_MAX = 16384
 
 
 class UpstreamConn(asyncio.Protocol):
     __slots__ = ("loop", "peer_name", "transport", "owner", "requests", "created", "pool",
-                 "idle_deadline", "closed", "paused")
+                 "idle_deadline", "closed", "paused", "_wbuf")
 
     def __init__(self, loop: Any, peer_name: str) -> None:
         self.loop = loop
@@ -41,6 +48,7 @@ class UpstreamConn(asyncio.Protocol):
         self.idle_deadline = 0.0
         self.closed = False
         self.paused = False
+        self._wbuf: list[bytes] = []
 
     # --- asyncio.Protocol -----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -81,17 +89,33 @@ class UpstreamConn(asyncio.Protocol):
 
     # --- use ----------------------------------------------------------------------
     def write(self, data: Any) -> None:
+        wbuf = self._wbuf
+        if len(data) <= _DEFER_MAX and (wbuf or flush_soon(self)):
+            # a copy of a caller's buffer: it may be reused before the flush
+            wbuf.append(data if type(data) is bytes else bytes(data))
+            return
+        if wbuf:
+            self.flush_deferred()
         self.transport.write(data)
+
+    def flush_deferred(self) -> None:
+        wbuf = self._wbuf
+        if wbuf:
+            self._wbuf = []
+            if not self.closed and self.transport is not None:
+                self.transport.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
 
     def close(self) -> None:
         self.owner = None
         if not self.closed:
+            self.flush_deferred()
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
 
     def abort(self) -> None:
         self.owner = None
+        self._wbuf = []
         if not self.closed:
             self.closed = True
             if self.transport is not None:

@@ -94,3 +94,30 @@ def test_error_log_levels_and_format(server):
         r'\(2: No such file or directory\), client: 127\.0\.0\.1, server: , request: "GET /missing HTTP/1\.0"',
         line), line
     assert "start worker process" in srv.log("error.log")
+
+
+def test_unbuffered_line_is_written_before_the_response(server):
+    """Without buffer=, nginx writes the line as the request ends.  Portico
+    writes the lines of one loop iteration together (core/deferred.py), but
+    before that iteration's responses: whoever has a response finds its
+    line, with no wait, even with many clients in the same iteration."""
+    import socket
+    port = free_port()
+    srv = server(conf(port, ""), files=FILES)
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+    try:
+        for rnd in range(5):
+            for i, s in enumerate(socks):
+                s.sendall(f"GET /a.txt?c={i}&r={rnd} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            for i, s in enumerate(socks):
+                buf = b""
+                while not buf.endswith(b"hello\n"):
+                    data = s.recv(4096)
+                    assert data, "connection closed"
+                    buf += data
+                assert buf.startswith(b"HTTP/1.1 200 OK")
+                # read at once, no retry
+                assert f'"GET /a.txt?c={i}&r={rnd} HTTP/1.1" 200 6 ' in srv.log("access.log")
+    finally:
+        for s in socks:
+            s.close()

@@ -242,3 +242,35 @@ def test_a_changed_file_is_served_fresh(pair) -> None:
     with socket.create_connection(("127.0.0.1", fast), timeout=2):
         pass
     assert "a.txt" in srv.log()  # the 404 was logged by the generic path
+
+
+def test_kept_contents_follow_every_change(pair) -> None:
+    """Contents kept between requests (static_fast._FILES, for files whose
+    timestamps have settled) never outlive a change: same size and mtime
+    restored, a rename over the file, a lost read permission."""
+    from portico.http.static_fast import SETTLED
+    srv, fast, _ = pair
+    path = srv.path("html/kept.txt")
+    spare = srv.path("html/spare.txt")
+    old = time.time() - 3600
+    for p, text in ((path, "AAAA\n"), (spare, "CCCC\n")):
+        with open(p, "w") as f:
+            f.write(text)
+        os.chmod(p, 0o644)
+        os.utime(p, (old, old))
+    time.sleep(SETTLED + 0.3)  # both are now old enough to be kept
+
+    def get() -> tuple[int, bytes]:
+        status, _, body, _ = parse_response(raw_request(fast, b"GET /kept.txt HTTP/1.0\r\n\r\n"))
+        return status, body
+    assert get() == (200, b"AAAA\n") and get() == (200, b"AAAA\n")
+    with open(path, "r+") as f:  # in place, same size, mtime put back
+        f.write("BBBB\n")
+    os.utime(path, (old, old))
+    assert get() == (200, b"BBBB\n")
+    os.rename(spare, path)  # another inode under the name
+    assert get() == (200, b"CCCC\n")
+    # workers run as nobody under root (and a non-root owner cannot read a
+    # 0000 file either): the kept copy must not be served
+    os.chmod(path, 0)
+    assert get()[0] == 403

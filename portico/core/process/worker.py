@@ -40,6 +40,7 @@ import termios
 import time
 from typing import Any
 
+from .. import deferred
 from .. import log as logmod
 
 _TICK = 0.25
@@ -152,9 +153,6 @@ class Worker:
         self.servers: list[Any] = []
         self._conn_id = 0
         self.loop: Any = None
-        #: connections with output held back until this loop iteration's
-        #: reads are all handled (``defer_flush``)
-        self.flushq: list[Any] = []
         #: monotonic clock, refreshed by every read event and tick: deadlines
         #: are computed from it so the hot path does not call the clock.
         self.now = time.monotonic()
@@ -169,24 +167,6 @@ class Worker:
         # nginx's connection numbers are unique per worker; make them unique
         # across workers too by interleaving with the worker number.
         return self._conn_id * 64 + self.number if self.number else self._conn_id
-
-    def defer_flush(self, conn: Any) -> None:
-        """Write ``conn``'s coalesced output once every read event of this
-        loop iteration is handled.  One write per connection either way;
-        back to back, the peer is woken while it is still running, which
-        costs the kernel far less than waking it once per response."""
-        q = self.flushq
-        if not q:
-            self.loop.call_soon(self._flush_deferred)
-        q.append(conn)
-
-    def _flush_deferred(self) -> None:
-        q, self.flushq = self.flushq, []
-        for conn in q:
-            try:
-                conn.flush_deferred()
-            except Exception as e:  # one connection's failure must not hold the others' output
-                self.cycle.log.log(logmod.ALERT, f"deferred write failed: {e!r}")
 
     def conn_opened(self, conn: Any) -> None:
         st = self.stats
@@ -334,6 +314,8 @@ class Worker:
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         self.loop = loop
+        deferred.loop = loop
+        deferred.error_log = self.cycle.log
         try:
             loop.run_until_complete(self._main())
         finally:

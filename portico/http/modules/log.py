@@ -8,9 +8,10 @@ Invariants:
 - Escaping (default): ``"``, ``\\`` and bytes < 0x20 or > 0x7e become
   ``\\xXX``; json escapes as JSON strings do.
 - One open file per path, shared by every access_log naming it; unbuffered
-  logs write one line per ``os.write``; ``buffer=`` logs flush when full, on
-  ``flush=`` expiry (checked at each write and each worker tick), at reopen
-  and at worker exit.
+  logs write the lines of one loop iteration in one ``os.write``, before
+  that iteration's responses leave (core/deferred.py); ``buffer=`` logs
+  flush when full, on ``flush=`` expiry (checked at each write and each
+  worker tick), at reopen and at worker exit.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from ...conf.parser import Node
 from ...core import values
+from ...core.deferred import flush_soon
 from ...core.module import HSL, HTTP, MORE1, MORE2, Conf, Module, UNSET, dir
 from ..request import Request
 
@@ -117,6 +119,12 @@ class LogFile:
         if self.fd < 0:
             return
         if not self.limit:
+            # Unbuffered, as nginx without buffer=: but the lines of one
+            # loop iteration leave in one write, made before that
+            # iteration's responses (core/deferred.py, first=True).
+            if self.buf or flush_soon(self, first=True):
+                self.buf.append(data)
+                return
             try:
                 os.write(self.fd, data)
             except OSError:
@@ -138,6 +146,10 @@ class LogFile:
                 os.write(self.fd, data)
             except OSError:
                 pass
+
+    def flush_deferred(self) -> None:
+        if not self.limit:
+            self.flush()
 
     def tick(self) -> None:
         if self.buf and self.flush_every and time.monotonic() - self.first_at >= self.flush_every:

@@ -105,7 +105,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._sock_fd = -1
         self._lingering = False
         self._wbuf: list[Any] = []
-        self._deferred = False  # queued on worker.defer_flush
+        self._deferred = False  # queued by _flush_soon (core/deferred.py)
         self._raw: list[tuple[bytes, bytes]] = []
         self._in_headers = False
         self._pending = 0
@@ -680,7 +680,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._start_lingering(core)
 
     def flush_deferred(self) -> None:
-        """Worker.defer_flush's call: the coalesced output goes now; an idle
+        """core/deferred.py's call: the coalesced output goes now; an idle
         connection under a connection flood is then parked (see _finish)."""
         self._deferred = False
         if self._wbuf and not self.closing:

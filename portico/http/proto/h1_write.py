@@ -6,7 +6,8 @@ Invariants:
   ``_DONE`` markers); ``_wbuf`` coalesces bytes so that a small response is
   one send(); it is flushed before any sendfile, direct transport write and
   close, and otherwise once the loop iteration's reads are handled
-  (``_flush_soon``): the peer is then woken by back-to-back writes.
+  (``_flush_soon``, core/deferred.py): peers are then woken by back-to-back
+  writes.
 - A file region is sent with ``os.sendfile`` only when the transport's own
   buffer is empty (write-buffer limits 0/0 make pause/resume_writing an exact
   "drained" signal); when the socket is full we wait on a dup of its fd,
@@ -31,6 +32,7 @@ import time
 from typing import Any
 
 from ...core import log as logmod
+from ...core.deferred import flush_soon
 from ..request import FileBuf, Request
 from ..response import STATUS_LINE_OVERRIDE, date_str, http_date, product, status_line
 
@@ -200,12 +202,14 @@ class H1Writer:
 
     def _flush_soon(self) -> None:
         """Hand ``_wbuf`` to the transport once this loop iteration's reads
-        are handled (Worker.defer_flush): still one write per connection.
+        are handled (core/deferred.py): still one write per connection.
         Anything that writes to the transport directly (sendfile, 100
         Continue, a tunnel, write_eof, close) calls ``_flush`` first."""
         if not self._deferred:
-            self._deferred = True
-            self.worker.defer_flush(self)
+            if flush_soon(self):
+                self._deferred = True
+            else:
+                self._flush()
 
     def _flush(self) -> None:
         wbuf = self._wbuf
