@@ -86,8 +86,15 @@ def _str(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
+#: plain targets already parsed (their Target does not depend on merge_slashes)
+_PLAIN: dict[bytes, Target] = {}
+
+
 def parse_target(target: bytes, merge_slashes: bool = True) -> Target:
     """Parse a request-target as nginx does; raise BadRequest on 400."""
+    t = _PLAIN.get(target)
+    if t is not None:
+        return t
     if target[:1] != b"/":
         return _absolute(target, merge_slashes)
     if not _SLOW.search(target):
@@ -95,9 +102,13 @@ def parse_target(target: bytes, merge_slashes: bool = True) -> Target:
         q = target.find(b"?")
         if q < 0:
             s = _str(target)
-            return _new(Target, (s, "", s, False, None))
-        return _new(Target, (_str(target[:q]), _str(target[q + 1:]),
-                             _str(target), True, None))
+            t = _new(Target, (s, "", s, False, None))
+        else:
+            t = _new(Target, (_str(target[:q]), _str(target[q + 1:]), _str(target), True, None))
+        if len(_PLAIN) >= 1024:
+            _PLAIN.clear()
+        _PLAIN[target] = t
+        return t
     return _slow(target, merge_slashes, None)
 
 

@@ -65,7 +65,7 @@ class UpstreamRequest(ToClient, StreamSink):
                  "request_sent", "action", "st", "states", "t0", "t_start", "head", "body", "finished",
                  "timer", "deadline", "tkind", "parser", "status", "reason", "headers", "hbytes",
                  "header_done", "resp_cl", "chunked_resp", "length", "buffering", "tmp_fd", "tmp_size",
-                 "up_paused", "mem_limit", "pool", "uri", "method")
+                 "up_paused", "mem_limit", "pool", "uri", "method", "tail")
 
     def __init__(self, r: Request, conf: px.ProxyLocConf, target: "Target", vars_: px.ProxyVars,
                  dynamic: bool) -> None:
@@ -130,6 +130,7 @@ class UpstreamRequest(ToClient, StreamSink):
         self.hbytes = 0
         self.header_done = False
         self.resp_cl: int | None = None
+        self.tail: bytes | None = None  # see on_body
         self.chunked_resp = False
         self.length = 0
         self.switching = 0  # 1: 101 with the client's Upgrade (tunnel), 2: 101 without it
@@ -553,6 +554,13 @@ class UpstreamRequest(ToClient, StreamSink):
 
     def on_body(self, data: bytes) -> None:
         self.length += len(data)
+        if self.length == self.resp_cl and self.tmp_fd < 0 and not self.r.conn.paused:
+            # The last bytes of a Content-Length body, which _to_client
+            # would pass straight on: they go with the end of the response
+            # (on_message_complete follows at once), one pass through the
+            # body filters instead of two.
+            self.tail = data
+            return
         self._to_client(data)
 
     def on_message_complete(self) -> None:
@@ -678,7 +686,12 @@ class UpstreamRequest(ToClient, StreamSink):
         if r.done:
             return
         r.write_event = None
-        r.send(None, True)
+        tail = self.tail
+        if tail is not None:
+            self.tail = None
+            r.send([tail], True)
+        else:
+            r.send(None, True)
 
     def _abandon(self) -> None:
         self.finished = True
