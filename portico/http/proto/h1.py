@@ -69,8 +69,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "server_addr", "server_port", "family", "ssl", "start_time", "requests", "queue",
                  "current", "outq", "paused", "closing", "deadline", "timeout_kind", "state",
                  "table", "srvconf", "_url", "_req", "_dupfd",
-                 "_sending", "_sock_fd", "_lingering", "_wbuf", "_host_raw",
-                 "_host_norm", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
+                 "_sending", "_sock_fd", "_lingering", "_wbuf",
+                 "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
                  "_preface", "_deferred")
     fast_static = True  # static_fast.py may write whole responses (HTTP/1 bytes)
@@ -110,8 +110,6 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._in_headers = False
         self._pending = 0
         self._feeding = False
-        self._host_raw: str | None = None
-        self._host_norm = ""
 
     # --- asyncio.Protocol ----------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -380,11 +378,13 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
 
-    def _headers_in(self, raw: tuple[tuple[bytes, bytes], ...]) -> tuple[Any, list[tuple[str, str]], dict[str, str], int, bool]:
+    def _headers_in(self, raw: tuple[tuple[bytes, bytes], ...]) -> tuple[Any, ...]:
         """Decode the raw header lines once, with nginx's per-line limits and
-        checks: (server conf, headers, hin, bytes, exact).  ``exact`` says
-        whether ``hin`` is exact (Request.hin_exact).  The total limit
-        includes the URI and is checked by the caller."""
+        checks: (server conf, headers, hin, bytes, exact, Transfer-Encoding,
+        Content-Length (an int, or the text when invalid), normalised Host
+        (or the BadRequest it gave)).  ``exact`` says whether ``hin`` is
+        exact (Request.hin_exact).  The total limit includes the URI and is
+        checked by the caller."""
         sc = self.srvconf
         size = sc.large_client_header_buffers[1]
         total = 0
@@ -424,7 +424,18 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 raise _TooLarge(400, 'client sent duplicate header line: "Content-Length: ' + v + '"')
             else:
                 exact = False
-        return sc, headers, hin, total, exact
+        # what on_headers_complete checks, decided once per header set;
+        # errors are raised there, in nginx's order
+        host: Any = hin.get("host")
+        if host is not None:
+            try:
+                host = normalise_host(host.encode("utf-8", "surrogateescape"))
+            except BadRequest as e:
+                host = e
+        cl: Any = hin.get("content-length")
+        if cl is not None and cl.isdigit():
+            cl = int(cl)
+        return sc, headers, hin, total, exact, hin.get("transfer-encoding"), cl, host
 
     def _http09(self, raw: bytes) -> None:
         """``GET /uri`` with no version: HTTP/0.9 as nginx serves it (the
@@ -482,26 +493,19 @@ class H1Connection(H1Writer, asyncio.Protocol):
         hdr_bytes = ent[3] + len(raw)
         if hdr_bytes > sc.large_client_header_buffers[0] * sc.large_client_header_buffers[1]:
             raise _TooLarge(494, "client sent too long header line")
-        headers, hin, hin_exact = list(ent[1]), ent[2].copy(), ent[4]
-        te = hin.get("transfer-encoding")
+        _, headers, hin, _, hin_exact, te, cl, host = ent
+        headers, hin = list(headers), hin.copy()
         try:
             target = parse_target(raw, sc.merge_slashes)
         except BadRequest as e:
             raise _TooLarge(e.status, e.reason) from None
-        host = target.host
-        if host is None:
-            hv = hin.get("host")
-            if hv is not None:
-                if hv == self._host_raw:
-                    host = self._host_norm
-                else:
-                    try:
-                        host = normalise_host(hv.encode("utf-8", "surrogateescape"))
-                    except BadRequest as e:
-                        raise _TooLarge(400, e.reason) from None
-                    self._host_raw, self._host_norm = hv, host
-            elif ver == "1.1":
+        if target.host is not None:
+            host = target.host  # absolute-form: the line's host wins (RFC 9112)
+        elif host is None:
+            if ver == "1.1":
                 raise _TooLarge(400, 'client sent HTTP/1.1 request without "Host" header')
+        elif host.__class__ is BadRequest:
+            raise _TooLarge(400, host.reason)
         if te is not None and te.strip().lower() != "chunked":
             raise _TooLarge(501, f'client sent unknown "Transfer-Encoding": "{te}"')
         if host:
@@ -520,14 +524,10 @@ class H1Connection(H1Writer, asyncio.Protocol):
             r.captures = m
             r.named = {k: (v or "") for k, v in m.groupdict().items()}
         r.keepalive = p.should_keep_alive()
-        cl = hin.get("content-length")
-        if cl is not None:
-            if not cl.isdigit():
-                raise _TooLarge(400, f'client sent invalid "Content-Length" header: "Content-Length: {cl}"')
-            r.content_length = int(cl)
-        else:
-            r.content_length = None
-        if te is not None or (r.content_length or 0) > 0:
+        if cl is not None and cl.__class__ is not int:
+            raise _TooLarge(400, f'client sent invalid "Content-Length" header: "Content-Length: {cl}"')
+        r.content_length = cl
+        if te is not None or (cl or 0) > 0:
             r.body = RequestBody(r, self)
         if self.queue or self.current is not None:
             r.pipelined = True
