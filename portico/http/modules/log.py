@@ -78,7 +78,21 @@ class LogFormat:
         self.render = self._compile()
 
     def _compile(self) -> Any:
-        env: dict[str, Any] = {"_needs_escape": _needs_escape}
+        # Escaped forms of short values, per format: the same user agents
+        # and request lines come back all the time, and a lookup is cheaper
+        # than the scan.  Bounded in count and in the length of a value.
+        cache: dict[str, str] = {}
+        esc_fn = {"default": _escape_default, "json": _escape_json}.get(self.escape)
+
+        def escaped(v: str) -> str:
+            out = esc_fn(v) if _needs_escape(v) else v  # type: ignore[misc]
+            if len(v) <= 256:
+                if len(cache) >= 4096:
+                    cache.clear()
+                cache[v] = out
+            return out
+
+        env: dict[str, Any] = {"_ec": cache, "_escaped": escaped}
         lines = ["def render(r):"]
         pieces = []
         for i, p in enumerate(self.parts):
@@ -87,13 +101,16 @@ class LogFormat:
                 continue
             getter, esc = p
             env[f"g{i}"] = getter
-            env[f"e{i}"] = esc
-            inline = getattr(getter, "inline", None)  # variables.py: the getter as an expression
+            # variables.py: a getter may come with the same value as an
+            # expression ("{g}" is the getter itself) and the names it uses
+            inline = getattr(getter, "inline", None)
+            if inline:
+                env.update(getattr(getter, "inline_env", {}))
             lines.append(f"    v{i} = " + (inline.replace("{g}", f"g{i}") if inline else f"g{i}(r)"))
             missing = '"-"' if self.escape == "default" else '""'
             lines.append(f"    if v{i} is None: v{i} = {missing}")
             if esc is not None:
-                lines.append(f"    elif _needs_escape(v{i}): v{i} = e{i}(v{i})")
+                lines.append(f"    else: v{i} = _ec.get(v{i}) or _escaped(v{i})")
             pieces.append(f"v{i}")
         pieces.append(repr("\n"))
         lines.append("    return ''.join((" + ", ".join(pieces) + ",))")
