@@ -11,7 +11,9 @@ Matching, exactly as ngx_http_core_find_location:
 4. Otherwise the longest prefix wins.
 
 Invariants: the structures are built once per Cycle (``Location.finalize``);
-``find`` does no allocation except the regex match object it returns.
+``find`` does no allocation except the regex match object it returns, and
+keeps its answers for URIs of up to 256 characters (at most 1024 of them;
+a match object is only read, so sharing one is safe).
 """
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ class Location:
         self._exact: dict[str, Location] = {}
         self._prefix: list[Location] = []  # longest first
         self._regex: list[Location] = []
+        # find()'s answers for short URIs: a pure function of the URI
+        self._found: dict[str, tuple[Location, Any]] = {}
 
     def __repr__(self) -> str:
         return f"<location {self.modifier} {self.name}>"
@@ -85,8 +89,16 @@ class Location:
 
     def find(self, uri: str) -> tuple["Location", Any]:
         """Return (location, regex match or None) for ``uri`` below self."""
+        hit = self._found.get(uri)
+        if hit is not None:
+            return hit
         loc, m, _ = self._find(uri)
-        return (loc if loc is not None else self), m
+        hit = (loc if loc is not None else self), m
+        if len(uri) <= 256:
+            if len(self._found) >= 1024:
+                self._found.clear()
+            self._found[uri] = hit
+        return hit
 
     def _find(self, uri: str) -> tuple["Location | None", Any, bool]:
         # Mirrors ngx_http_core_find_location: the third value is True when

@@ -83,10 +83,7 @@ class StaticPlan:
         """The header after the Date value, the ETag and the Content-Type of
         one file version: made once, while the file does not change."""
         uri, size, mtime = r.uri, st.st_size, st.st_mtime
-        key = (uri, size, mtime, keepalive)
-        entry = self.tails.get(key)
-        if entry is not None:
-            return entry
+        key = (uri, size, mtime, keepalive)  # serve() looks it up first
         ct = content_type_for(r, uri) or None  # "" is nginx's "no Content-Type"
         etag = etag_for(st) if self.etag else None
         text = "".join((
@@ -142,7 +139,8 @@ class StaticPlan:
         keepalive = r.keepalive
         if keepalive and not conn.keepalive_allowed(r.loc.core):
             keepalive = r.keepalive = False
-        tail, etag, ct = self._tail(r, st, keepalive)
+        entry = self.tails.get((uri, size, st.st_mtime, keepalive))
+        tail, etag, ct = entry if entry is not None else self._tail(r, st, keepalive)
         head = self.head + date_bytes() + tail
         # what the log and $sent_http_* read, as the generic path leaves it
         h = r.hout

@@ -282,7 +282,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 return
         if self.current is None and self.queue:
             self._next_request()
-        if self._wbuf:
+        if self._wbuf and not self._deferred:
             self._flush_soon()
         if self.state == S_WAITING and self._raw is not _NOTHING:
             # idle, and _finish did not shed (it was called while feeding)
