@@ -97,6 +97,10 @@ class Request:
     # (no name repeats case-insensitively, none contains '_'): $http_NAME is
     # then one dict lookup (set by the protocol; False means "scan headers")
     hin_exact = False
+    # True when the protocol can take a whole response in bytes (HTTP/1.x)
+    # and this is a GET or HEAD (HTTP/1.0+) without body, conditional or
+    # Range headers: static_fast.py may answer it
+    plain_get = False
 
     def __init__(self, conn: Any, http: "HttpMain", method: str, raw_uri: str, uri: str, args: str,
                  version: str, headers: list[tuple[str, str]], hin: dict[str, str], host: str) -> None:

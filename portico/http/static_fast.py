@@ -25,7 +25,8 @@ Invariants:
   a lost permission moves ctime too.  One stat instead of four calls.
 - ``serve`` returns False, having sent and changed nothing the generic path
   depends on, for anything it does not reproduce: other methods, a body,
-  conditional or Range headers, internal requests, a URI ending in '/', any
+  conditional or Range headers (``Request.plain_get`` is False for all of
+  these, and for every protocol but HTTP/1.x), internal requests, a URI ending in '/', any
   error opening the file, anything but a regular file, files past
   ``SMALL_FILE`` (those go out by sendfile on the generic path).
 """
@@ -101,20 +102,15 @@ class StaticPlan:
 
     def serve(self, r: "Request") -> bool:
         """Answer ``r`` and return True, or return False untouched."""
-        method = r.method
-        if (method != "GET" and method != "HEAD") or r.body is not None or r.internal or r.internal_sub:
-            return False
-        conn = r.conn
-        if (not getattr(conn, "fast_static", False) or r.version == "HTTP/0.9" or r.limit_rate_set
-                or r.hout.headers or r.discard_output):
+        # plain_get: the protocol (h1) saw a GET or HEAD without body,
+        # conditional or Range headers (not_modified and range would act)
+        if (not r.plain_get or r.internal or r.internal_sub or r.limit_rate_set or r.hout.headers
+                or r.discard_output):
             return False
         uri = r.uri
         if uri[-1] == "/":
             return False
-        hin = r.hin
-        if ("range" in hin or "if-modified-since" in hin or "if-none-match" in hin
-                or "if-match" in hin or "if-unmodified-since" in hin):
-            return False  # not_modified and range act: the generic path
+        conn = r.conn
         path = self.root + uri
         header_only = r.header_only
         try:

@@ -73,7 +73,6 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
                  "_preface", "_deferred")
-    fast_static = True  # static_fast.py may write whole responses (HTTP/1 bytes)
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
         self._resume = resume  # a worker.Parked when this is a parked connection coming back
@@ -382,9 +381,9 @@ class H1Connection(H1Writer, asyncio.Protocol):
         """Decode the raw header lines once, with nginx's per-line limits and
         checks: (server conf, headers, hin, bytes, exact, Transfer-Encoding,
         Content-Length (an int, or the text when invalid), normalised Host
-        (or the BadRequest it gave)).  ``exact`` says whether ``hin`` is
-        exact (Request.hin_exact).  The total limit includes the URI and is
-        checked by the caller."""
+        (or the BadRequest it gave), no conditional or Range header).
+        ``exact`` says whether ``hin`` is exact (Request.hin_exact).  The
+        total limit includes the URI and is checked by the caller."""
         sc = self.srvconf
         size = sc.large_client_header_buffers[1]
         total = 0
@@ -435,7 +434,9 @@ class H1Connection(H1Writer, asyncio.Protocol):
         cl: Any = hin.get("content-length")
         if cl is not None and cl.isdigit():
             cl = int(cl)
-        return sc, headers, hin, total, exact, hin.get("transfer-encoding"), cl, host
+        plain = not ("range" in hin or "if-modified-since" in hin or "if-none-match" in hin
+                     or "if-match" in hin or "if-unmodified-since" in hin)
+        return sc, headers, hin, total, exact, hin.get("transfer-encoding"), cl, host, plain
 
     def _http09(self, raw: bytes) -> None:
         """``GET /uri`` with no version: HTTP/0.9 as nginx serves it (the
@@ -493,7 +494,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         hdr_bytes = ent[3] + len(raw)
         if hdr_bytes > sc.large_client_header_buffers[0] * sc.large_client_header_buffers[1]:
             raise _TooLarge(494, "client sent too long header line")
-        _, headers, hin, _, hin_exact, te, cl, host = ent
+        _, headers, hin, _, hin_exact, te, cl, host, plain = ent
         headers, hin = list(headers), hin.copy()
         try:
             target = parse_target(raw, sc.merge_slashes)
@@ -529,6 +530,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
         r.content_length = cl
         if te is not None or (cl or 0) > 0:
             r.body = RequestBody(r, self)
+        elif plain and (method == "GET" or method == "HEAD") and ver != "0.9":
+            r.plain_get = True  # write_static takes its answer
         if self.queue or self.current is not None:
             r.pipelined = True
         self.queue.append(r)
