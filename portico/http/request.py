@@ -51,6 +51,9 @@ class Request:
     # Defaults live on the class so that creating a request sets only what
     # differs (the hot path).  Mutable per-request containers are created in
     # __init__; ``named`` is only ever replaced, never mutated in place.
+    # ``headers`` and ``hin`` (the request's header lines, and the first
+    # value of each lower-cased name) are read-only: h1 shares them between
+    # requests with the same header lines, subrequests share their parent's.
     server: "Server | None" = None
     loc: Any = None
     location: Any = None

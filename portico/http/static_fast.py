@@ -146,8 +146,6 @@ class StaticPlan:
         h.content_type = ct
         h.etag = etag
         h.accept_ranges = self.accept_ranges
-        r.allow_ranges = True
-        r.file_stat = st  # type: ignore[attr-defined]
         r.status = 200
         r.header_sent = True
         n = len(body)

@@ -123,7 +123,6 @@ def static_handler(r: Request) -> int:
         return 405
     file_header(r, st)
     r.allow_ranges = True
-    r.file_stat = st  # type: ignore[attr-defined]
     return send_file(r, fd, st)
 
 

@@ -482,8 +482,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if len(raw) > sc.large_client_header_buffers[1]:
             raise _TooLarge(414, "client sent too long URI")
         # Keep-alive clients send the same header lines request after
-        # request: their decoding is looked up by the raw lines (copies
-        # out, so a request may change its own).
+        # request: their decoding is looked up by the raw lines.
         raw_h = tuple(self._raw)
         ent = _HEADERS.get(raw_h)
         if ent is None or ent[0] is not sc:
@@ -494,8 +493,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
         hdr_bytes = ent[3] + len(raw)
         if hdr_bytes > sc.large_client_header_buffers[0] * sc.large_client_header_buffers[1]:
             raise _TooLarge(494, "client sent too long header line")
+        # shared by every request with these lines: read-only (Request.hin)
         _, headers, hin, _, hin_exact, te, cl, host, plain = ent
-        headers, hin = list(headers), hin.copy()
         try:
             target = parse_target(raw, sc.merge_slashes)
         except BadRequest as e:
@@ -590,16 +589,18 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if not r.keepalive or r.close_after:
             self._close_after(r)
             return
-        if self.worker.shutting_down and not self.queue:
+        w = self.worker
+        if w.shutting_down and not self.queue:
             self.close_idle()
             return
-        pre = r.ctx.pop("upgrade_preread", None)
-        if pre is not None:
-            # no tunnel was made: the bytes after the Upgrade request are
-            # the next request(s)
-            self.data_received(pre)
-            if self.closing or self.current is not None:
-                return
+        if r.ctx:
+            pre = r.ctx.pop("upgrade_preread", None)
+            if pre is not None:
+                # no tunnel was made: the bytes after the Upgrade request are
+                # the next request(s)
+                self.data_received(pre)
+                if self.closing or self.current is not None:
+                    return
         if self.queue:
             if len(self.queue) <= _MAX_QUEUED:
                 self.transport.resume_reading()
@@ -610,16 +611,19 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if self._in_headers:
             # the next request has begun arriving: we are reading, not idle
             self._set_state(S_READING)
-            self.deadline = self.worker.now + self.srvconf.client_header_timeout
+            self.deadline = w.now + self.srvconf.client_header_timeout
             self.timeout_kind = "header"
             return
         self._set_state(S_WAITING)
-        self.deadline = self.worker.now + core.keepalive_timeout
+        now = w.now
+        self.deadline = now + core.keepalive_timeout
         self.timeout_kind = "keepalive"
-        self.idle_since = self.worker.now
+        self.idle_since = now
         if not self._feeding:
-            self._shed()
-            if len(self.worker.conns) > PARK_NOW_ABOVE and not self.transport.get_write_buffer_size():
+            # _shed (not in headers here)
+            self._raw = self._url = _NOTHING  # type: ignore[assignment]
+            self._req = None
+            if len(w.conns) > PARK_NOW_ABOVE and not self.transport.get_write_buffer_size():
                 # many connections: park idle ones at once, so transports
                 # (~2 KB each) never pile up under a connection flood
                 self.park()
