@@ -56,7 +56,7 @@ class Engine:
         self._build()
         # the static fast path, where a location allows it (static_fast.py)
         for loc in http.all_locations():
-            loc.conf.static_plan = build_plan(http, loc.conf)
+            loc.conf.static_plan = build_plan(http, loc.conf, len(self.handlers))
 
     # --- construction ----------------------------------------------------------------
     def _build(self) -> None:

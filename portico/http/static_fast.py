@@ -65,15 +65,19 @@ _BODY_OK = frozenset({"range"})
 class StaticPlan:
     """What a location's static answer needs, computed once."""
 
-    __slots__ = ("root", "etag", "accept_ranges", "head", "ka_lines", "tails")
+    __slots__ = ("root", "core", "nphases", "etag", "accept_ranges", "head", "head_len", "ka_lines",
+                 "tails")
 
-    def __init__(self, lc: Any, root: str) -> None:
+    def __init__(self, lc: Any, root: str, nphases: int) -> None:
         core = lc.core
         self.root = root
+        self.core = core
+        self.nphases = nphases
         self.etag = core.etag
         self.accept_ranges = core.max_ranges != 0
         # the header up to the Date value; the rest is per file (``_tail``)
         self.head = ("HTTP/1.1 200 OK\r\n" + server_line(core.server_tokens) + "Date: ").encode()
+        self.head_len = len(self.head)
         ka = "Connection: keep-alive\r\n"
         if core.keepalive_header:
             ka += f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n"
@@ -104,9 +108,8 @@ class StaticPlan:
         """Answer ``r`` and return True, or return False untouched."""
         # plain_get: the protocol (h1) saw a GET or HEAD without body,
         # conditional or Range headers (not_modified and range would act)
-        if (not r.plain_get or r.internal or r.internal_sub or r.limit_rate_set or r.hout.headers
-                or r.discard_output):
-            return False
+        if not r.plain_get or r.internal or r.limit_rate_set or r.hout.headers or r.discard_output:
+            return False  # (a subrequest is never plain_get)
         uri = r.uri
         if uri[-1] == "/":
             return False
@@ -133,16 +136,17 @@ class StaticPlan:
         if len(body) != size and not header_only:
             return False  # truncated under us: the generic path reports it
         keepalive = r.keepalive
-        if keepalive and not conn.keepalive_allowed(r.loc.core):
+        if keepalive and not conn.keepalive_allowed(self.core):
             keepalive = r.keepalive = False
-        entry = self.tails.get((uri, size, st.st_mtime, keepalive))
+        mtime = st.st_mtime
+        entry = self.tails.get((uri, size, mtime, keepalive))
         tail, etag, ct = entry if entry is not None else self._tail(r, st, keepalive)
-        head = self.head + date_bytes() + tail
+        date = date_bytes()
         # what the log and $sent_http_* read, as the generic path leaves it
         h = r.hout
         h.status = 200
         h.content_length = size
-        h.last_modified = st.st_mtime
+        h.last_modified = mtime
         h.content_type = ct
         h.etag = etag
         h.accept_ranges = self.accept_ranges
@@ -150,9 +154,9 @@ class StaticPlan:
         r.header_sent = True
         n = len(body)
         r.body_bytes_sent = n
-        r.bytes_sent = len(head) + n
-        r.phase_index = len(r.http.engine.handlers)
-        conn.write_static(r, head + body if n else head)
+        r.bytes_sent = self.head_len + len(date) + len(tail) + n
+        r.phase_index = self.nphases  # the phases are over
+        conn.write_static(r, b"".join((self.head, date, tail, body)))
         return True
 
 
@@ -201,8 +205,9 @@ def _read(path: str, header_only: bool) -> tuple[os.stat_result, bytes] | None:
     return st, body
 
 
-def build_plan(http: "HttpMain", lc: Any) -> StaticPlan | None:
-    """The location's plan, or None where the generic path must run."""
+def build_plan(http: "HttpMain", lc: Any, nphases: int) -> StaticPlan | None:
+    """The location's plan, or None where the generic path must run
+    (``nphases``: the phase handlers' count, where a served request ends)."""
     core = lc.core
     if core.handler is not None or core.alias or core.open_file_cache is not None:
         return None
@@ -226,5 +231,5 @@ def build_plan(http: "HttpMain", lc: Any) -> StaticPlan | None:
         for e in entries:
             if e[0] not in ok and (len(e) < 3 or e[2](lc)):
                 return None
-    return StaticPlan(lc, root)
+    return StaticPlan(lc, root, nphases)
 

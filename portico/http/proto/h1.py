@@ -70,7 +70,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "current", "outq", "paused", "closing", "deadline", "timeout_kind", "state",
                  "table", "srvconf", "_url", "_req", "_dupfd",
                  "_sending", "_sock_fd", "_lingering", "_wbuf",
-                 "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
+                 "_line_max", "_head_max", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
                  "_preface", "_deferred")
 
@@ -149,7 +149,10 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self.table = tables.get(self.server_addr) if len(tables) > 1 else None
         if self.table is None:
             self.table = tables[""]
-        self.srvconf = self.table.default.core  # type: ignore[union-attr]
+        self.srvconf = sc = self.table.default.core  # type: ignore[union-attr]
+        # large_client_header_buffers: a line's and a whole head's limits
+        num, size = sc.large_client_header_buffers
+        self._line_max, self._head_max = size, num * size
         if not self.table.default.root.conf.core.tcp_nodelay and self.family != socket.AF_UNIX:
             # uvloop turns TCP_NODELAY on for every TCP connection
             transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
@@ -479,7 +482,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         raw = url[0] if len(url) == 1 else b"".join(url)
         self.requests += 1
         sc = self.srvconf
-        if len(raw) > sc.large_client_header_buffers[1]:
+        if len(raw) > self._line_max:
             raise _TooLarge(414, "client sent too long URI")
         # Keep-alive clients send the same header lines request after
         # request: their decoding is looked up by the raw lines.
@@ -491,7 +494,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 _HEADERS.clear()
             _HEADERS[raw_h] = ent
         hdr_bytes = ent[3] + len(raw)
-        if hdr_bytes > sc.large_client_header_buffers[0] * sc.large_client_header_buffers[1]:
+        if hdr_bytes > self._head_max:
             raise _TooLarge(494, "client sent too long header line")
         # shared by every request with these lines: read-only (Request.hin)
         _, headers, hin, _, hin_exact, te, cl, host, plain = ent
@@ -607,7 +610,6 @@ class H1Connection(H1Writer, asyncio.Protocol):
             self._next_request()
             return
         core = r.loc.core
-        self.srvconf = self.table.default.core  # type: ignore[union-attr]
         if self._in_headers:
             # the next request has begun arriving: we are reading, not idle
             self._set_state(S_READING)
@@ -690,8 +692,10 @@ class H1Connection(H1Writer, asyncio.Protocol):
         """core/deferred.py's call: the coalesced output goes now; an idle
         connection under a connection flood is then parked (see _finish)."""
         self._deferred = False
-        if self._wbuf and not self.closing:
-            self._flush()
+        wbuf = self._wbuf
+        if wbuf and not self.closing:
+            self._wbuf = []  # _flush, inline: once per response
+            self.transport.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
             if (self.state == S_WAITING and len(self.worker.conns) > PARK_NOW_ABOVE
                     and not self.transport.get_write_buffer_size()):
                 self.park()
