@@ -645,7 +645,10 @@ def _builtin() -> dict[str, Getter]:
 
     # Expressions the log's compiled renderer uses instead of calling the
     # getter (log.LogFormat): the same value, one call less per variable.
-    # "{g}" in one stands for the getter itself.
+    # "{g}" in one stands for the getter itself.  ``never_none``: the value
+    # is always a string (no "not found" check).
+    for g in (remote_addr, body_bytes_sent, bytes_sent, status, time_local_var):
+        g.never_none = True  # type: ignore[attr-defined]
     request_line.inline = "(r.request_line or None)"  # type: ignore[attr-defined]
     # a status past the table (or 0, which HTTP/0.9 logs as 009): the getter
     status.inline = "(_ST.get(r.error_status or r.hout.status or r.status or 1000) or {g}(r))"  # type: ignore[attr-defined]

@@ -108,6 +108,11 @@ class LogFormat:
                 env.update(getattr(getter, "inline_env", {}))
             lines.append(f"    v{i} = " + (inline.replace("{g}", f"g{i}") if inline else f"g{i}(r)"))
             missing = '"-"' if self.escape == "default" else '""'
+            if getattr(getter, "never_none", False):
+                if esc is not None:
+                    lines.append(f"    v{i} = _ec.get(v{i}) or _escaped(v{i})")
+                pieces.append(f"v{i}")
+                continue
             lines.append(f"    if v{i} is None: v{i} = {missing}")
             if esc is not None:
                 lines.append(f"    else: v{i} = _ec.get(v{i}) or _escaped(v{i})")
