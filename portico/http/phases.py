@@ -147,13 +147,7 @@ class Engine:
                 if rc:
                     r.finalize(rc)
                     return
-        # run(r), inline: this is once per request
-        handlers = self.handlers
-        n = len(handlers)
-        while r.phase_index < n and not r.done:
-            checker, h, nxt = handlers[r.phase_index]
-            if not checker(r, h, nxt):
-                return
+        self.run(r)
 
     def restart_server_rewrite(self, r: Request) -> None:
         r.loc = r.server.root.conf  # type: ignore[union-attr]

@@ -26,9 +26,9 @@ Invariants:
 - ``serve`` returns False, having sent and changed nothing the generic path
   depends on, for anything it does not reproduce: other methods, a body,
   conditional or Range headers (``Request.plain_get`` is False for all of
-  these, and for every protocol but HTTP/1.x), internal requests, a URI ending in '/', any
-  error opening the file, anything but a regular file, files past
-  ``SMALL_FILE`` (those go out by sendfile on the generic path).
+  these, and for every protocol but HTTP/1.x), internal requests, a URI
+  ending in '/', any error opening the file, anything but a regular file,
+  files past ``SMALL_FILE`` (those go out by sendfile on the generic path).
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class StaticPlan:
             return False
         ent = _FILES.get(path)
         if ent is not None and ent[0] == (st.st_ino, st.st_dev, size, st.st_mtime_ns, st.st_ctime_ns):
-            body = ent[1]
+            body = b"" if header_only else ent[1]
         else:
             body = _read(path, header_only)
             if body is None:

@@ -249,7 +249,7 @@ def test_kept_contents_follow_every_change(pair) -> None:
     timestamps have settled) never outlive a change: same size and mtime
     restored, a rename over the file, a lost read permission."""
     from portico.http.static_fast import SETTLED
-    srv, fast, _ = pair
+    srv, fast, slow = pair
     path = srv.path("html/kept.txt")
     spare = srv.path("html/spare.txt")
     old = time.time() - 3600
@@ -264,6 +264,14 @@ def test_kept_contents_follow_every_change(pair) -> None:
         status, _, body, _ = parse_response(raw_request(fast, b"GET /kept.txt HTTP/1.0\r\n\r\n"))
         return status, body
     assert get() == (200, b"AAAA\n") and get() == (200, b"AAAA\n")
+    # answered from the kept copy, exactly as the generic path answers
+    for req in (f"GET /kept.txt HTTP/1.1\r\n{H}\r\n", f"HEAD /kept.txt HTTP/1.1\r\n{H}\r\n",
+                "GET /kept.txt HTTP/1.0\r\n\r\n", f"GET /kept.txt?a=b HTTP/1.1\r\n{H}Connection: close\r\n\r\n"):
+        assert _responses(fast, [req]) == _responses(slow, [req]), req
+    # HEAD of a kept file: the header only, its Content-Length the file's
+    data = raw_request(fast, b"HEAD /kept.txt HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ") and b"\r\nContent-Length: 5\r\n" in data
+    assert data.endswith(b"\r\n\r\n")  # and nothing after the header
     with open(path, "r+") as f:  # in place, same size, mtime put back
         f.write("BBBB\n")
     os.utime(path, (old, old))
