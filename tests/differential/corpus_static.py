@@ -434,6 +434,8 @@ CASES: list[Case] = [
                           body=b"0\r\n\r\n")),
     Case("te-unknown-501", req("POST", "/small.txt", headers=("Transfer-Encoding: gzip",))),
     Case("cl-invalid", req("POST", "/small.txt", headers=("Content-Length: abc",))),
+    # a digit to Python (UTF-8 superscript two), not to nginx
+    Case("cl-unicode-digit", req("POST", "/small.txt", headers=("Content-Length: \xc2\xb2",))),
     Case("uri-too-long-414", req("GET", "/" + "a" * 9000)),
     Case("header-too-long-494", req("GET", "/small.txt", headers=("X-Big: " + "b" * 9000,))),
     Case("dotdot-escape", req("GET", "/../../etc/passwd")),

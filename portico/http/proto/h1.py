@@ -69,8 +69,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "server_addr", "server_port", "family", "ssl", "start_time", "requests", "queue",
                  "current", "outq", "paused", "closing", "deadline", "timeout_kind", "state",
                  "table", "srvconf", "_url", "_req", "_dupfd",
-                 "_sending", "_sock_fd", "_lingering", "_wbuf",
-                 "_line_max", "_head_max", "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
+                 "_sending", "_sock_fd", "_lingering", "_wbuf", "_line_max", "_head_max",
+                 "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
                  "_preface", "_deferred")
 
@@ -275,8 +275,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
             # Bound the memory the parser may buffer for it (exact 414/494
             # checks are done when the block completes).
             self._pending += len(data)
-            num, size = self.srvconf.large_client_header_buffers
-            if self._pending > num * size + 65536:
+            if self._pending > self._head_max + 65536:
                 if self._raw:
                     self._early_error(494, "client sent too long header line")
                 else:
@@ -433,9 +432,9 @@ class H1Connection(H1Writer, asyncio.Protocol):
             try:
                 host = normalise_host(host.encode("utf-8", "surrogateescape"))
             except BadRequest as e:
-                host = e
+                host = e.with_traceback(None)  # kept in the cache: no frames with it
         cl: Any = hin.get("content-length")
-        if cl is not None and cl.isdigit():
+        if cl is not None and cl.isascii() and cl.isdigit():  # int() takes other digits too
             cl = int(cl)
         plain = not ("range" in hin or "if-modified-since" in hin or "if-none-match" in hin
                      or "if-match" in hin or "if-unmodified-since" in hin)
