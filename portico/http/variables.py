@@ -651,7 +651,8 @@ def _builtin() -> dict[str, Getter]:
         g.never_none = True  # type: ignore[attr-defined]
     request_line.inline = "(r.request_line or None)"  # type: ignore[attr-defined]
     # a status past the table (or 0, which HTTP/0.9 logs as 009): the getter
-    status.inline = "(_ST.get(r.error_status or r.hout.status or r.status or 1000) or {g}(r))"  # type: ignore[attr-defined]
+    status.inline = (  # type: ignore[attr-defined]
+        "(_ST.get(r.error_status or r.hout.status or r.status or 1000) or {g}(r))")
     status.inline_env = {"_ST": _STATUS_TEXT}  # type: ignore[attr-defined]
     remote_user.inline = '({g}(r) if "authorization" in r.hin else None)'  # type: ignore[attr-defined]
     time_local_var.inline = "_time_local(_time())"  # type: ignore[attr-defined]

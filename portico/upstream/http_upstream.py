@@ -558,7 +558,8 @@ class UpstreamRequest(ToClient, StreamSink):
             # The last bytes of a Content-Length body, which _to_client
             # would pass straight on: they go with the end of the response
             # (on_message_complete follows at once), one pass through the
-            # body filters instead of two.
+            # body filters instead of two.  (Whatever else _to_client comes
+            # to do with bytes, e.g. a cache writer, must see these too.)
             self.tail = data
             return
         self._to_client(data)
