@@ -3,7 +3,8 @@
 Invariants:
 - ``S_READING``/``S_WRITING``/``S_WAITING`` are stub_status's gauges; a
   connection object holds at most one (``state``, 0 for none) and moves it
-  only through ``set_state``, so the worker's cells always add up.
+  only through ``set_state`` (or h1's ``_next_request``, which does the
+  same inline once per request), so the worker's cells always add up.
 - ``run_cleanups`` and ``abandon`` are the request endings both protocols
   share: cleanups that cannot stop each other, and 499 for a vanished client.
 - ``log_internal_error`` writes the one [alert] line a handler bug gets
