@@ -215,9 +215,11 @@ def date_str() -> str:
 _date_bytes: list[Any] = [0, b""]
 
 
-def date_bytes() -> bytes:
-    """``date_str()`` as bytes, encoded once per second."""
-    now = int(time.time())
+def date_bytes(now: int | None = None) -> bytes:
+    """``date_str()`` as bytes, encoded once per second (``now``: that
+    second instead of the clock's)."""
+    if now is None:
+        now = int(time.time())
     if _date_bytes[0] != now:
         _date_bytes[0] = now
         _date_bytes[1] = formatdate(now, usegmt=True).encode()

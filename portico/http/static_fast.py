@@ -65,8 +65,7 @@ _BODY_OK = frozenset({"range"})
 class StaticPlan:
     """What a location's static answer needs, computed once."""
 
-    __slots__ = ("root", "core", "nphases", "etag", "accept_ranges", "head", "head_len", "ka_lines",
-                 "tails")
+    __slots__ = ("root", "core", "nphases", "etag", "accept_ranges", "head", "ka_lines", "tails")
 
     def __init__(self, lc: Any, root: str, nphases: int) -> None:
         core = lc.core
@@ -77,16 +76,16 @@ class StaticPlan:
         self.accept_ranges = core.max_ranges != 0
         # the header up to the Date value; the rest is per file (``_tail``)
         self.head = ("HTTP/1.1 200 OK\r\n" + server_line(core.server_tokens) + "Date: ").encode()
-        self.head_len = len(self.head)
         ka = "Connection: keep-alive\r\n"
         if core.keepalive_header:
             ka += f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n"
         self.ka_lines = ka
-        self.tails: dict[tuple[str, int, float, bool], tuple[bytes, str | None, str | None]] = {}
+        self.tails: dict[tuple[str, int, float, bool], list[Any]] = {}
 
-    def _tail(self, r: "Request", st: os.stat_result, keepalive: bool) -> tuple[bytes, str | None, str | None]:
-        """The header after the Date value, the ETag and the Content-Type of
-        one file version: made once, while the file does not change."""
+    def _tail(self, r: "Request", st: os.stat_result, keepalive: bool) -> list[Any]:
+        """[the header after the Date value, ETag, Content-Type, second,
+        whole header in that second] of one file version: made once, while
+        the file does not change (the last two once per second, by serve)."""
         uri, size, mtime = r.uri, st.st_size, st.st_mtime
         key = (uri, size, mtime, keepalive)  # serve() looks it up first
         ct = content_type_for(r, uri) or None  # "" is nginx's "no Content-Type"
@@ -98,7 +97,7 @@ class StaticPlan:
             f"ETag: {etag}\r\n" if etag else "",
             "Accept-Ranges: bytes\r\n\r\n" if self.accept_ranges else "\r\n",
         ))
-        entry = (text.encode("utf-8", "surrogateescape"), etag, ct)
+        entry = [text.encode("utf-8", "surrogateescape"), etag, ct, -1, b""]
         if len(self.tails) >= 1024:
             self.tails.clear()
         self.tails[key] = entry
@@ -140,23 +139,30 @@ class StaticPlan:
             keepalive = r.keepalive = False
         mtime = st.st_mtime
         entry = self.tails.get((uri, size, mtime, keepalive))
-        tail, etag, ct = entry if entry is not None else self._tail(r, st, keepalive)
-        date = date_bytes()
+        if entry is None:
+            entry = self._tail(r, st, keepalive)
+        # the Date of the request's second (nginx: the time cached for the
+        # event loop iteration), so the whole header is made once a second
+        sec = int(r.start_time)
+        if entry[3] != sec:
+            entry[3] = sec
+            entry[4] = self.head + date_bytes(sec) + entry[0]
+        head = entry[4]
         # what the log and $sent_http_* read, as the generic path leaves it
         h = r.hout
         h.status = 200
         h.content_length = size
         h.last_modified = mtime
-        h.content_type = ct
-        h.etag = etag
+        h.content_type = entry[2]
+        h.etag = entry[1]
         h.accept_ranges = self.accept_ranges
         r.status = 200
         r.header_sent = True
         n = len(body)
         r.body_bytes_sent = n
-        r.bytes_sent = self.head_len + len(date) + len(tail) + n
+        r.bytes_sent = len(head) + n
         r.phase_index = self.nphases  # the phases are over
-        conn.write_static(r, b"".join((self.head, date, tail, body)))
+        conn.write_static(r, head + body)
         return True
 
 
