@@ -655,8 +655,11 @@ def _builtin() -> dict[str, Getter]:
         "(_ST.get(r.error_status or r.hout.status or r.status or 1000) or {g}(r))")
     status.inline_env = {"_ST": _STATUS_TEXT}  # type: ignore[attr-defined]
     remote_user.inline = '({g}(r) if "authorization" in r.hin else None)'  # type: ignore[attr-defined]
-    time_local_var.inline = "_time_local(_time())"  # type: ignore[attr-defined]
-    time_local_var.inline_env = {"_time_local": time_local, "_time": time.time}  # type: ignore[attr-defined]
+    # the second's text straight from time_local's cache when it is current
+    time_local_var.inline = (  # type: ignore[attr-defined]
+        "(_TL[1] if _TL[0] == _int(_time()) else _time_local(_time()))")
+    time_local_var.inline_env = {  # type: ignore[attr-defined]
+        "_TL": _tl_cache, "_int": int, "_time_local": time_local, "_time": time.time}
     remote_addr.inline = "r.conn.client_addr"  # type: ignore[attr-defined]
     body_bytes_sent.inline = "str(r.body_bytes_sent)"  # type: ignore[attr-defined]
     bytes_sent.inline = "str(r.bytes_sent)"  # type: ignore[attr-defined]

@@ -72,7 +72,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "_sending", "_sock_fd", "_lingering", "_wbuf", "_line_max", "_head_max",
                  "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
-                 "_preface", "_deferred")
+                 "_preface", "_deferred", "_srv_for")
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
         self._resume = resume  # a worker.Parked when this is a parked connection coming back
@@ -105,6 +105,9 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._lingering = False
         self._wbuf: list[Any] = []
         self._deferred = False  # queued by _flush_soon (core/deferred.py)
+        # (Host value, table.find's answer) of the last request: keep-alive
+        # clients repeat it, and a cached header set gives the same object
+        self._srv_for: tuple[Any, Any] = (None, None)
         self._raw: list[tuple[bytes, bytes]] = []
         self._in_headers = False
         self._pending = 0
@@ -511,7 +514,11 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if te is not None and te.strip().lower() != "chunked":
             raise _TooLarge(501, f'client sent unknown "Transfer-Encoding": "{te}"')
         if host:
-            srv, m = self.table.find(host)
+            if host is self._srv_for[0]:
+                srv, m = self._srv_for[1]  # the same Host value as the last request
+            else:
+                srv, m = found = self.table.find(host)
+                self._srv_for = (host, found)
         else:
             srv, m = self.table.default, None
         r = Request(self, self.http, method, target.raw_uri, target.uri, target.args, version,
