@@ -494,16 +494,8 @@ class UpstreamRequest(ToClient, StreamSink):
 
     def _x_accel_redirect(self) -> None:
         """ngx_http_upstream_finalize_request(NGX_DECLINED), then the redirect."""
-        self.finished = True
-        self._stop_timer()
-        self._finish_state()
-        self._free_peer(True)
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            # only an empty body leaves the connection reusable at this point
-            if not (self.pool is not None and self.resp_cl == 0 and not self.chunked_resp
-                    and self.parser.should_keep_alive() and not conn.closed and self.pool.put(conn)):
-                conn.close()
+        # only an empty body leaves the connection reusable at this point
+        self._release(self.resp_cl == 0 and not self.chunked_resp and self.parser.should_keep_alive())
         r = self.r
         r.write_event = None
         r.eof_event = None
@@ -671,10 +663,10 @@ class UpstreamRequest(ToClient, StreamSink):
         else:
             r.finalize(status)
 
-    def _complete(self, keepalive: bool) -> None:
-        """The whole response was read: release the upstream, end the response."""
-        if self.finished:
-            return
+    def _release(self, keepalive: bool) -> None:
+        """The upstream is done with: timer, state and peer settled, the
+        connection parked in the keepalive pool when ``keepalive`` allows
+        and the pool takes it, else closed."""
         self.finished = True
         self._stop_timer()
         self._finish_state()
@@ -683,6 +675,12 @@ class UpstreamRequest(ToClient, StreamSink):
         if conn is not None:
             if not (keepalive and self.pool is not None and not conn.closed and self.pool.put(conn)):
                 conn.close()
+
+    def _complete(self, keepalive: bool) -> None:
+        """The whole response was read: release the upstream, end the response."""
+        if self.finished:
+            return
+        self._release(keepalive)
         r = self.r
         if r.done:
             return
