@@ -62,6 +62,20 @@ _HEADER_OK = frozenset({"not_modified", "range"})
 _BODY_OK = frozenset({"range"})
 
 
+class _FileHead:
+    """A file version's header: what follows the Date value (with its ETag
+    and Content-Type for the log), and the whole header of one second."""
+
+    __slots__ = ("tail", "etag", "ct", "sec", "whole")
+
+    def __init__(self, tail: bytes, etag: str | None, ct: str | None) -> None:
+        self.tail = tail
+        self.etag = etag
+        self.ct = ct
+        self.sec = -1  # the second ``whole`` was made for
+        self.whole = b""
+
+
 class StaticPlan:
     """What a location's static answer needs, computed once."""
 
@@ -80,12 +94,11 @@ class StaticPlan:
         if core.keepalive_header:
             ka += f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n"
         self.ka_lines = ka
-        self.tails: dict[tuple[str, int, float, bool], list[Any]] = {}
+        self.tails: dict[tuple[str, int, float, bool], _FileHead] = {}
 
-    def _tail(self, r: "Request", st: os.stat_result, keepalive: bool) -> list[Any]:
-        """[the header after the Date value, ETag, Content-Type, second,
-        whole header in that second] of one file version: made once, while
-        the file does not change (the last two once per second, by serve)."""
+    def _tail(self, r: "Request", st: os.stat_result, keepalive: bool) -> "_FileHead":
+        """The header of one file version after its Date value: made once,
+        while the file does not change."""
         uri, size, mtime = r.uri, st.st_size, st.st_mtime
         key = (uri, size, mtime, keepalive)  # serve() looks it up first
         ct = content_type_for(r, uri) or None  # "" is nginx's "no Content-Type"
@@ -97,7 +110,7 @@ class StaticPlan:
             f"ETag: {etag}\r\n" if etag else "",
             "Accept-Ranges: bytes\r\n\r\n" if self.accept_ranges else "\r\n",
         ))
-        entry = [text.encode("utf-8", "surrogateescape"), etag, ct, -1, b""]
+        entry = _FileHead(text.encode("utf-8", "surrogateescape"), etag, ct)
         if len(self.tails) >= 1024:
             self.tails.clear()
         self.tails[key] = entry
@@ -126,35 +139,34 @@ class StaticPlan:
         if ent is not None and ent[0] == (st.st_ino, st.st_dev, size, st.st_mtime_ns, st.st_ctime_ns):
             body = b"" if header_only else ent[1]
         else:
-            body = _read(path, header_only)
-            if body is None:
+            got = _read(path, header_only)
+            if got is None:
                 return False
-            st = body[0]
+            st, body = got
             size = st.st_size
-            body = body[1]
         if len(body) != size and not header_only:
             return False  # truncated under us: the generic path reports it
         keepalive = r.keepalive
         if keepalive and not conn.keepalive_allowed(self.core):
             keepalive = r.keepalive = False
         mtime = st.st_mtime
-        entry = self.tails.get((uri, size, mtime, keepalive))
-        if entry is None:
-            entry = self._tail(r, st, keepalive)
+        fh = self.tails.get((uri, size, mtime, keepalive))
+        if fh is None:
+            fh = self._tail(r, st, keepalive)
         # the Date of the request's second (nginx: the time cached for the
         # event loop iteration), so the whole header is made once a second
         sec = int(r.start_time)
-        if entry[3] != sec:
-            entry[3] = sec
-            entry[4] = self.head + date_bytes(sec) + entry[0]
-        head = entry[4]
+        if fh.sec != sec:
+            fh.sec = sec
+            fh.whole = self.head + date_bytes(sec) + fh.tail
+        head = fh.whole
         # what the log and $sent_http_* read, as the generic path leaves it
         h = r.hout
         h.status = 200
         h.content_length = size
         h.last_modified = mtime
-        h.content_type = entry[2]
-        h.etag = entry[1]
+        h.content_type = fh.ct
+        h.etag = fh.etag
         h.accept_ranges = self.accept_ranges
         r.status = 200
         r.header_sent = True

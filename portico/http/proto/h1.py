@@ -23,7 +23,7 @@ import asyncio
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httptools
 
@@ -49,9 +49,24 @@ _LLHTTP_METHODS = frozenset(m.encode() for m in (
 #: above this many live connections in a worker, idle ones park immediately
 PARK_NOW_ABOVE = 1000
 _monotonic = time.monotonic
-#: raw header lines -> _headers_in's result (see on_headers_complete)
-_HEADERS: dict[tuple[tuple[bytes, bytes], ...], Any] = {}
 
+
+class _HeaderSet(NamedTuple):
+    """One set of request header lines, decoded and checked once
+    (``_headers_in``); shared read-only by the requests that send it."""
+    sc: Any  # the server conf whose limits and rules applied
+    headers: list[tuple[str, str]]
+    hin: dict[str, str]
+    total: int  # bytes of the header lines, as nginx counts them
+    exact: bool  # Request.hin_exact
+    te: str | None  # Transfer-Encoding
+    cl: Any  # Content-Length: an int, or the text when it is not digits
+    host: Any  # the normalised Host, the BadRequest it gave, or None
+    plain: bool  # no conditional or Range header (Request.plain_get)
+
+
+#: raw header lines -> their _HeaderSet (see on_headers_complete)
+_HEADERS: dict[tuple[tuple[bytes, bytes], ...], _HeaderSet] = {}
 
 
 class _TooLarge(Exception):
@@ -382,13 +397,10 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
 
-    def _headers_in(self, raw: tuple[tuple[bytes, bytes], ...]) -> tuple[Any, ...]:
+    def _headers_in(self, raw: tuple[tuple[bytes, bytes], ...]) -> _HeaderSet:
         """Decode the raw header lines once, with nginx's per-line limits and
-        checks: (server conf, headers, hin, bytes, exact, Transfer-Encoding,
-        Content-Length (an int, or the text when invalid), normalised Host
-        (or the BadRequest it gave), no conditional or Range header).
-        ``exact`` says whether ``hin`` is exact (Request.hin_exact).  The
-        total limit includes the URI and is checked by the caller."""
+        checks.  The total limit includes the URI and is checked by the
+        caller."""
         sc = self.srvconf
         size = sc.large_client_header_buffers[1]
         total = 0
@@ -441,7 +453,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
             cl = int(cl)
         plain = not ("range" in hin or "if-modified-since" in hin or "if-none-match" in hin
                      or "if-match" in hin or "if-unmodified-since" in hin)
-        return sc, headers, hin, total, exact, hin.get("transfer-encoding"), cl, host, plain
+        return _HeaderSet(sc, headers, hin, total, exact, hin.get("transfer-encoding"), cl, host, plain)
 
     def _http09(self, raw: bytes) -> None:
         """``GET /uri`` with no version: HTTP/0.9 as nginx serves it (the
@@ -490,12 +502,12 @@ class H1Connection(H1Writer, asyncio.Protocol):
         # request: their decoding is looked up by the raw lines.
         raw_h = tuple(self._raw)
         ent = _HEADERS.get(raw_h)
-        if ent is None or ent[0] is not sc:
+        if ent is None or ent.sc is not sc:
             ent = self._headers_in(raw_h)
             if len(_HEADERS) >= 256:
                 _HEADERS.clear()
             _HEADERS[raw_h] = ent
-        hdr_bytes = ent[3] + len(raw)
+        hdr_bytes = ent.total + len(raw)
         if hdr_bytes > self._head_max:
             raise _TooLarge(494, "client sent too long header line")
         # shared by every request with these lines: read-only (Request.hin)
@@ -634,9 +646,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self.timeout_kind = "keepalive"
         self.idle_since = now
         if not self._feeding:
-            # _shed (not in headers here)
-            self._raw = self._url = _NOTHING  # type: ignore[assignment]
-            self._req = None
+            self._shed()
             if len(w.conns) > PARK_NOW_ABOVE and not self.transport.get_write_buffer_size():
                 # many connections: park idle ones at once, so transports
                 # (~2 KB each) never pile up under a connection flood
@@ -704,10 +714,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
         """core/deferred.py's call: the coalesced output goes now; an idle
         connection under a connection flood is then parked (see _finish)."""
         self._deferred = False
-        wbuf = self._wbuf
-        if wbuf and not self.closing:
-            self._wbuf = []  # _flush, inline: once per response
-            self.transport.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
+        if self._wbuf and not self.closing:
+            self._flush()
             if (self.state == S_WAITING and len(self.worker.conns) > PARK_NOW_ABOVE
                     and not self.transport.get_write_buffer_size()):
                 self.park()
