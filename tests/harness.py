@@ -159,20 +159,26 @@ class Server:
         shutil.rmtree(self.prefix, ignore_errors=True)
 
 
+def read_until_close(s: socket.socket, quiet: tuple[type[BaseException], ...] = (socket.timeout,)) -> bytes:
+    """Everything ``s`` receives until the peer closes, or until one of
+    ``quiet`` (the socket's timeout: the server went quiet) is raised."""
+    chunks = []
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    except quiet:
+        pass
+    return b"".join(chunks)
+
+
 def raw_request(port: int, data: bytes, timeout: float = 5.0, host: str = "127.0.0.1") -> bytes:
     """Send raw bytes, read until the server closes or goes quiet."""
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(data)
-        chunks = []
-        try:
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                chunks.append(b)
-        except socket.timeout:
-            pass
-        return b"".join(chunks)
+        return read_until_close(s)
 
 
 def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes, bytes]:

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from harness import Server, base_conf, free_port, parse_response, wait_for
+from harness import Server, base_conf, free_port, parse_response, read_until_close, wait_for
 from pki import ca_cert, client_cert, server_cert
 
 
@@ -46,18 +46,10 @@ def tls_exchange(port: int, data: bytes, sni: str | None = "a.test", ctx: ssl.SS
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s = ctx.wrap_socket(raw, server_hostname=sni)
     s.sendall(data)
-    chunks = []
-    try:
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-    except (socket.timeout, ssl.SSLError, ConnectionResetError):
-        pass
+    got = read_until_close(s, (socket.timeout, ssl.SSLError, ConnectionResetError))
     version = s.version()
     s.close()
-    return b"".join(chunks), version
+    return got, version
 
 
 def _server_block(port: int, name: str, extra: str = "", default: bool = False) -> str:
