@@ -33,7 +33,7 @@ class LocConfs:
     body_chain: Any = None
     body_pre_chain: Any = None  # a subrequest's: the filters above "postpone" (phases.BODY_ORDER)
     body_post_chain: Any = None  # the filters below "postpone"
-    static_plan: Any = None  # static_fast.StaticPlan where the location allows it (set by Engine)
+    fast_plan: Any = None  # a StaticPlan or ProxyPlan where the location allows it (set by Engine)
 
     def __init__(self, confs: dict[str, Any]) -> None:
         self.__dict__.update(confs)

@@ -54,9 +54,12 @@ class Engine:
         if static is not None:
             self.content_handlers.append(static)
         self._build()
-        # the static fast path, where a location allows it (static_fast.py)
+        # the fast paths, where a location allows them (static_fast.py,
+        # upstream/proxy_fast.py)
+        from ..upstream.proxy_fast import build_plan as proxy_plan
+        n = len(self.handlers)
         for loc in http.all_locations():
-            loc.conf.static_plan = build_plan(http, loc.conf, len(self.handlers))
+            loc.conf.fast_plan = build_plan(http, loc.conf, n) or proxy_plan(http, loc.conf, n)
 
     # --- construction ----------------------------------------------------------------
     def _build(self) -> None:
@@ -229,7 +232,7 @@ def find_config_checker(r: Request, h: Any, nxt: int) -> bool:
         r.keepalive = False
         r.finalize(413)
         return False
-    plan = r.loc.static_plan
+    plan = r.loc.fast_plan
     if plan is not None and plan.serve(r):
         return False
     r.phase_index += 1

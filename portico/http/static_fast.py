@@ -237,17 +237,26 @@ def build_plan(http: "HttpMain", lc: Any, nphases: int) -> StaticPlan | None:
         root = core.root.const
         if root is None:
             return None  # variables in root: evaluated per request by the generic path
+    if not nothing_else_acts(http, lc, _AFTER_FIND_CONFIG):
+        return None
+    return StaticPlan(lc, root, nphases)
+
+
+def nothing_else_acts(http: "HttpMain", lc: Any, phases: tuple[str, ...]) -> bool:
+    """True when no handler of ``phases`` (but the static module's) says it
+    may act in the location, and its filter chains hold only filters that
+    leave a plain GET's 200 as it is (a fast path's precondition)."""
     static = getattr(http, "content_static", None)
-    for phase in _AFTER_FIND_CONFIG:
+    for phase in phases:
         for h in http.phases.get(phase, ()):
             if phase == "content" and h is static:
                 continue
             applies = http.phase_applies.get(h)
             if applies is None or applies(lc):
-                return None
+                return False
     for entries, ok in ((http.header_filters, _HEADER_OK), (http.body_filters, _BODY_OK)):
         for e in entries:
             if e[0] not in ok and (len(e) < 3 or e[2](lc)):
-                return None
-    return StaticPlan(lc, root, nphases)
+                return False
+    return True
 

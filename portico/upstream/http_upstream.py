@@ -65,7 +65,7 @@ class UpstreamRequest(ToClient, StreamSink):
                  "request_sent", "action", "st", "states", "t0", "t_start", "head", "body", "finished",
                  "timer", "deadline", "tkind", "parser", "status", "reason", "headers", "hbytes",
                  "header_done", "resp_cl", "chunked_resp", "length", "buffering", "tmp_fd", "tmp_size",
-                 "up_paused", "mem_limit", "pool", "uri", "method", "tail")
+                 "up_paused", "mem_limit", "pool", "uri", "method", "tail", "learn")
 
     def __init__(self, r: Request, conf: px.ProxyLocConf, target: "Target", vars_: px.ProxyVars,
                  dynamic: bool) -> None:
@@ -118,6 +118,7 @@ class UpstreamRequest(ToClient, StreamSink):
         self.method = r.method
         self.stream: StreamBody | None = None
         self.body_paused = False
+        self.learn: Any = None  # (ProxyPlan, first bytes): see adopt
         self._reset_response()
         r.cleanup.append(self._cleanup)
         if not conf.ignore_client_abort:
@@ -155,7 +156,9 @@ class UpstreamRequest(ToClient, StreamSink):
     def start(self, body: Any) -> None:
         self.start_with(body)
 
-    def start_with(self, body: Any) -> None:
+    def start_with(self, body: Any, peer: Peer | None = None) -> None:
+        """Build the request and connect (to ``peer`` when the fast path
+        chose it already, with ``self.state``)."""
         r = self.r
         conf = self.conf
         if conf.body is not None:
@@ -173,7 +176,10 @@ class UpstreamRequest(ToClient, StreamSink):
                     self.body = body  # in a temp file: read when sending
         self.uri = px.upstream_uri(r, conf, self.vars, self.dynamic)
         self.head = self._create_request()
-        self._connect()
+        if peer is None:
+            self._connect()
+        else:
+            self.connect_to(peer)
 
     def start_streaming(self) -> None:
         """proxy_request_buffering off: connect now, send the body as it comes."""
@@ -191,22 +197,8 @@ class UpstreamRequest(ToClient, StreamSink):
         r = self.r
         conf = self.conf
         method = self.method = conf.method.eval(r) if conf.method is not None else r.method
-        out = [method, " ", self.uri, " HTTP/", conf.http_version, "\r\n"]
-        comp: px.Compiled = conf.compiled
-        for p in comp.parts:
-            if p.__class__ is str:
-                out.append(p)
-            else:
-                v = p[1].eval(r)
-                if v:
-                    out.append(f"{p[0]}: {v}\r\n")
-        if conf.pass_request_headers:
-            skip = comp.skip
-            for k, v in r.headers:
-                if k.lower() not in skip:
-                    out.append(f"{k}: {v}\r\n")
-        out.append("\r\n")
-        return "".join(out).encode("utf-8", "surrogateescape")
+        return (f"{method} {self.uri} HTTP/{conf.http_version}\r\n"
+                + px.request_headers(r, conf)).encode("utf-8", "surrogateescape")
 
     # --- connecting -------------------------------------------------------------------
     def _log(self, level: int, msg: str) -> None:
@@ -221,7 +213,6 @@ class UpstreamRequest(ToClient, StreamSink):
         self.action = CONNECTING
         self._reset_response()
         peer = self.target.balancer.get(self.state, r)
-        now = self.loop.time()
         if peer is None:
             st = UpState(self.target.name)
             self.states.append(st)
@@ -231,10 +222,15 @@ class UpstreamRequest(ToClient, StreamSink):
             self._log(logmod.ERROR, "no live upstreams")
             self._next(px.FT_NOLIVE)
             return
+        self.connect_to(peer)
+
+    def connect_to(self, peer: Peer) -> None:
+        """Use ``peer`` (chosen by the balancer for ``self.state``): a
+        keepalive connection to it, else a new one."""
         self.peer = peer
         st = self.st = UpState(peer.name)
         self.states.append(st)
-        self.t0 = now
+        self.t0 = self.loop.time()
         self._set_upstream_log(peer.name, peer.family == socket.AF_UNIX)
         if self.pool is not None:
             tls = self.vars.schema == "https://"
@@ -249,9 +245,34 @@ class UpstreamRequest(ToClient, StreamSink):
         conf = self.conf
         if self.vars.schema == "https://" and conf.ssl_ctx is not None:
             self.conn = connect(self.loop, peer, self, conf.connect_timeout, conf.ssl_ctx,
-                                ssl_client.server_name(r, conf, self.vars))
+                                ssl_client.server_name(self.r, conf, self.vars))
         else:
             self.conn = connect(self.loop, peer, self, conf.connect_timeout)
+
+    def adopt(self, state: PeerState, peer: Peer, conn: UpstreamConn, t0: float, uri: str, head: bytes,
+              learn: tuple[Any, bytes] | None) -> None:
+        """Take over an exchange proxy_fast.py began: ``peer`` chosen for
+        ``state``, ``head`` written on the keepalive connection ``conn`` at
+        ``t0``.  ``learn``: (plan, the response's first bytes); the plan is
+        shown the processed header (``plan.learn``) so that it can replay
+        the same header bytes itself next time."""
+        self.state = state
+        self.peer = peer
+        st = self.st = UpState(peer.name)
+        self.states.append(st)
+        self.t0 = t0
+        self.uri = uri
+        self.head = head
+        self._set_upstream_log(peer.name, peer.family == socket.AF_UNIX)
+        self.t_start = t0
+        self.cached = True
+        self.conn = conn
+        conn.owner = self
+        st.connect_time = 0.0
+        self.learn = learn
+        self.action = SENDING
+        self.parser = httptools.HttpResponseParser(self)
+        self._sent(len(head), True)
 
     def up_connected(self, conn: UpstreamConn) -> None:
         if self.finished:
@@ -318,6 +339,12 @@ class UpstreamRequest(ToClient, StreamSink):
         except OSError as e:
             self._io_error(e)
             return
+        self._sent(sent, whole)
+
+    def _sent(self, sent: int, whole: bool) -> None:
+        """The request (or its first part, ``whole`` False) is written."""
+        conn = self.conn
+        assert conn is not None
         if self.st is not None:
             self.st.bytes_sent = sent
         self.request_sent = True
@@ -382,6 +409,14 @@ class UpstreamRequest(ToClient, StreamSink):
             self._next(px.FT_TIMEOUT)
         else:
             self._fail(504)
+
+    def expire(self) -> None:
+        """The deadline of an adopted exchange passed (proxy_fast's sweep)."""
+        t, self.timer = self.timer, None
+        if t is not None:
+            t.cancel()
+        self.deadline = self.loop.time()
+        self._on_timer()
 
     # --- receiving ---------------------------------------------------------------------
     def up_data(self, data: bytes) -> None:
@@ -485,6 +520,10 @@ class UpstreamRequest(ToClient, StreamSink):
         if r.done:
             self._abandon()
             raise _Stop()
+        if self.learn is not None:
+            plan, first = self.learn
+            self.learn = None
+            plan.learn(self, first)
         r.send_header()
         self.action = READING
         if self.method == "HEAD":

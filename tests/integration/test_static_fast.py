@@ -22,6 +22,7 @@ import pytest
 
 from harness import REPO, base_conf, free_port, parse_response, raw_request, wait_for
 from portico.core.cycle import Cycle
+from portico.http.static_fast import StaticPlan
 
 ELIGIBILITY = """
 worker_processes 1; daemon off; pid logs/nginx.pid; error_log logs/error.log;
@@ -70,7 +71,7 @@ def test_plans_only_where_nothing_else_acts() -> None:
     try:
         cycle = Cycle(path, prefix)
         cycle.load()
-        got = {loc.name: loc.conf.static_plan is not None
+        got = {loc.name: isinstance(loc.conf.fast_plan, StaticPlan)
                for loc in cycle.http.all_locations() if loc.modifier != "if"}
     finally:
         shutil.rmtree(prefix, ignore_errors=True)

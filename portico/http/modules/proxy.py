@@ -566,6 +566,29 @@ def _check_buffers(conf: ProxyLocConf, loc: Any) -> None:
                         'minus one buffer', loc.file, loc.line)
 
 
+def request_headers(r: Request, conf: ProxyLocConf) -> str:
+    """The header lines of the request sent upstream, with the blank line
+    that ends them (ngx_http_proxy_create_request after the request line):
+    the compiled set headers and defaults, then the client's headers not
+    set by name."""
+    out = []
+    comp: Compiled = conf.compiled
+    for p in comp.parts:
+        if p.__class__ is str:
+            out.append(p)
+        else:
+            v = p[1].eval(r)
+            if v:
+                out.append(f"{p[0]}: {v}\r\n")
+    if conf.pass_request_headers:
+        skip = comp.skip
+        for k, v in r.headers:
+            if k.lower() not in skip:
+                out.append(f"{k}: {v}\r\n")
+    out.append("\r\n")
+    return "".join(out)
+
+
 def upstream_uri(r: Request, conf: ProxyLocConf, vars_: ProxyVars, dynamic: bool) -> str:
     """The URI in the upstream request line (ngx_http_proxy_create_request)."""
     vuri = vars_.uri

@@ -304,6 +304,8 @@ class UpstreamModule(Module):
         if http is None or "upstream" not in http.main:
             return
         now = worker.loop.time()
+        from ...upstream import proxy_fast  # (imports this module)
+        proxy_fast.sweep(now)
         for ub in http.main["upstream"].upstreams.blocks:
             if ub.pool is not None:
                 ub.pool.sweep(now)

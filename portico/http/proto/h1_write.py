@@ -85,40 +85,8 @@ class H1Writer:
             r.keepalive = False
         # One str, encoded once: the order is nginx's (header filter, then
         # the ETag the static handler set, the header list, filter additions).
-        out = [_status_line(status), server_line(core.server_tokens), "Date: ", date_str(), "\r\n"]
-        if h.content_type and status != 304 and status != 204:  # ngx_http_header_filter drops it for 204
-            if h.charset:
-                out.append(f"Content-Type: {h.content_type}; charset={h.charset}\r\n")
-            else:
-                out.append(f"Content-Type: {h.content_type}\r\n")
-        if h.content_length is not None and not no_body:
-            out.append(f"Content-Length: {h.content_length}\r\n")
-        if h.last_modified is not None and (status == 200 or status == 206 or status == 304):
-            out.append(f"Last-Modified: {http_date(h.last_modified)}\r\n")
-        if h.location is not None:
-            loc = h.location
-            if loc.startswith("/") and core.absolute_redirect:
-                loc = r.redirect_url(loc)
-            out.append(f"Location: {loc}\r\n")
-        if r.chunked:
-            out.append("Transfer-Encoding: chunked\r\n")
-        if status == 101:
-            pass  # a protocol switch carries its own Connection: upgrade
-        elif r.keepalive:
-            out.append("Connection: keep-alive\r\n")
-            if core.keepalive_header:
-                out.append(f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n")
-        else:
-            out.append("Connection: close\r\n")
-        if h.etag is not None:
-            out.append(f"ETag: {h.etag}\r\n")
-        for k, v in h.headers:
-            out.append(f"{k}: {v}\r\n")
-        if h.content_encoding:
-            out.append(f"Content-Encoding: {h.content_encoding}\r\n")
-        if h.accept_ranges:
-            out.append("Accept-Ranges: bytes\r\n")
-        out.append("\r\n")
+        out = [_status_line(status), server_line(core.server_tokens), "Date: ", date_str(),
+               head_tail(r, h, status, core, no_body, r.keepalive, r.chunked)]
         data = "".join(out).encode("utf-8", "surrogateescape")
         r.bytes_sent += len(data)
         if no_body:
@@ -398,6 +366,48 @@ class H1Writer:
 
 _STATUS_LINES: dict[int, str] = {}
 _SERVER_LINES: dict[str, str] = {}
+
+
+
+def head_tail(r: Request, h: Any, status: int, core: Any, no_body: bool, keepalive: bool, chunked: bool) -> str:
+    """The response header after the Date value, as ``send_head`` writes it
+    (``r`` is only read for a relative Location; proxy_fast.py keeps the
+    result per upstream header)."""
+    out = ["\r\n"]
+    if h.content_type and status != 304 and status != 204:  # ngx_http_header_filter drops it for 204
+        if h.charset:
+            out.append(f"Content-Type: {h.content_type}; charset={h.charset}\r\n")
+        else:
+            out.append(f"Content-Type: {h.content_type}\r\n")
+    if h.content_length is not None and not no_body:
+        out.append(f"Content-Length: {h.content_length}\r\n")
+    if h.last_modified is not None and (status == 200 or status == 206 or status == 304):
+        out.append(f"Last-Modified: {http_date(h.last_modified)}\r\n")
+    if h.location is not None:
+        loc = h.location
+        if loc.startswith("/") and core.absolute_redirect:
+            loc = r.redirect_url(loc)
+        out.append(f"Location: {loc}\r\n")
+    if chunked:
+        out.append("Transfer-Encoding: chunked\r\n")
+    if status == 101:
+        pass  # a protocol switch carries its own Connection: upgrade
+    elif keepalive:
+        out.append("Connection: keep-alive\r\n")
+        if core.keepalive_header:
+            out.append(f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n")
+    else:
+        out.append("Connection: close\r\n")
+    if h.etag is not None:
+        out.append(f"ETag: {h.etag}\r\n")
+    for k, v in h.headers:
+        out.append(f"{k}: {v}\r\n")
+    if h.content_encoding:
+        out.append(f"Content-Encoding: {h.content_encoding}\r\n")
+    if h.accept_ranges:
+        out.append("Accept-Ranges: bytes\r\n")
+    out.append("\r\n")
+    return "".join(out)
 
 
 def _status_line(status: int) -> str:
