@@ -249,26 +249,28 @@ class UpstreamRequest(ToClient, StreamSink):
         else:
             self.conn = connect(self.loop, peer, self, conf.connect_timeout)
 
-    def adopt(self, state: PeerState, peer: Peer, conn: UpstreamConn, t0: float, uri: str, head: bytes,
-              learn: tuple[Any, bytes] | None) -> None:
-        """Take over an exchange proxy_fast.py began: ``peer`` chosen for
-        ``state``, ``head`` written on the keepalive connection ``conn`` at
-        ``t0``.  ``learn``: (plan, the response's first bytes); the plan is
-        shown the processed header (``plan.learn``) so that it can replay
-        the same header bytes itself next time."""
+    def adopt(self, state: PeerState, peer: Peer, conn: UpstreamConn, cached: bool, connect_time: float | None,
+              t0: float, uri: str, head: bytes, learn: tuple[Any, bytes] | None) -> None:
+        """Take over an exchange proxy_fast.py began at ``t0``: ``peer``
+        chosen for ``state``, ``conn`` to it from the pool (``cached``) or
+        connecting; once connected (``connect_time`` known) ``head`` was
+        written on it.  ``learn``: (plan, the response's first bytes); the
+        plan is shown the processed header (``plan.learn``) so that it can
+        replay the same header bytes itself next time."""
         self.state = state
         self.peer = peer
         st = self.st = UpState(peer.name)
         self.states.append(st)
-        self.t0 = t0
+        self.t0 = self.t_start = t0
         self.uri = uri
         self.head = head
         self._set_upstream_log(peer.name, peer.family == socket.AF_UNIX)
-        self.t_start = t0
-        self.cached = True
+        self.cached = cached
         self.conn = conn
         conn.owner = self
-        st.connect_time = 0.0
+        if connect_time is None:
+            return  # up_connected sends the request
+        st.connect_time = connect_time
         self.learn = learn
         self.action = SENDING
         self.parser = httptools.HttpResponseParser(self)

@@ -7,10 +7,11 @@ the same upstream, which answers with the same header (its Date changes
 once a second) and a Content-Length body.  For a location where nothing
 but proxy_pass acts, a ``ProxyPlan`` is built once per configuration.
 ``serve`` picks the peer with the upstream's balancer, takes a pooled
-connection and writes the request; ``FastUp.up_data`` looks the
-response's header bytes up in the plan's table and, when they are known
-and the whole body is there, replays what the generic path did for them:
-the same client header bytes, log variables and upstream release.
+connection (or connects) and writes the request; ``FastUp.up_data``
+looks the response's header bytes up in the plan's table and, when they
+are known and the whole body is there, replays what the generic path did
+for them: the same client header bytes, log variables and upstream
+release.
 
 Invariants:
 - The generic path (``http_upstream.UpstreamRequest``) is the reference:
@@ -23,16 +24,17 @@ Invariants:
   whose processing depends on the request.  A header is looked up by its
   exact bytes, and the body must be exactly the rest of the data, so the
   key is always the whole header.
-- Anything else (no pooled connection, an unknown header, a partial
+- Anything else (a failed connect, an unknown header, a partial
   response, an upstream error, EOF, the client leaving, the deadline)
   hands the exchange to a new ``UpstreamRequest`` (``_promote``), which
   continues as if it had begun it (``UpstreamRequest.adopt``); nothing
   of the response has been consumed at that point.
 - ``serve`` returns False, having changed nothing, where the generic path
   must run from the start: not ``plain_get``, internal requests, a set
-  limit rate or output headers, no idle connection in the pool, no peer.
+  limit rate or output headers, no peer.
 - The read deadline of an exchange in flight is checked by the worker's
-  tick (``sweep``, every quarter second) instead of a timer per request.
+  tick (``sweep``, every quarter second) instead of a timer per request;
+  a connect keeps connection.py's own timer.
 - A finished exchange leaves no reference cycle: the connection's owner,
   the request's ``eof_event`` and the in-flight entry are cleared, and
   h1 drops the cleanup list after running it.
@@ -49,7 +51,9 @@ from ..http.modules.upstream import UpState
 from ..http.proto.h1_write import _status_line, head_tail, server_line
 from ..http.response import date_bytes
 from ..http.static_fast import nothing_else_acts
+from .connection import connect
 from .http_upstream import UpstreamRequest
+from .keepalive import Pool
 from .peers import PeerState
 from .target import Target, proxy_handler
 
@@ -62,6 +66,7 @@ _UNLEARNT = frozenset({"location", "refresh", "x-accel-redirect", "x-accel-limit
 #: the set headers whose value is empty for a request without a body
 _BODYLESS_EMPTY = frozenset({"$proxy_internal_body_length", "$proxy_internal_chunked"})
 _time = time.time
+_NEVER = float("inf")
 _AF_UNIX = socket.AF_UNIX
 
 #: exchanges in flight in this worker, by id(): their deadlines are swept
@@ -118,9 +123,6 @@ class ProxyPlan:
         if not r.plain_get or r.internal or r.limit_rate_set or r.hout.headers or r.discard_output:
             return False
         ub = self.ub
-        pool = ub.pool
-        if pool is None or not pool.idle:
-            return False  # the generic path connects (and makes the pool)
         conf = self.conf
         tries = ub.tries
         if conf.next_upstream_tries and tries > conf.next_upstream_tries:
@@ -134,27 +136,23 @@ class ProxyPlan:
         ctx["proxy_vars"] = self.vars
         ctx["proxy_body_length"] = -1
         r.phase_index = self.nphases  # the content phase is running
-        conn = pool.get(peer.name)
-        if conn is None:
-            # the pool holds only other peers' connections: the generic
-            # path connects to the peer chosen
-            u = UpstreamRequest(r, conf, Target(ub.host, balancer, ub.tries, ub), self.vars, False)
-            u.state = state
-            u.start_with(None, peer)
-            return True
         uri = r.raw_uri if not self.vars.uri else px.upstream_uri(r, conf, self.vars, False)
         head = self._request(r, uri)
-        f = FastUp(self, r, conn, peer, state, balancer, uri, head)
-        conn.owner = f
-        conn.requests += 1
+        loop = r.conn.worker.loop
+        pool = ub.pool
+        if pool is None:
+            pool = ub.pool = Pool(ub.keepalive, loop)
+        conn = pool.get(peer.name)
+        f = FastUp(self, r, peer, state, balancer, uri, head, loop.time())
         r.cleanup.append(f.cleanup)
         if not conf.ignore_client_abort:
             r.eof_event = f.client_eof
         _INFLIGHT[id(f)] = f
-        try:
-            conn.write(head)
-        except OSError as e:
-            f._promote(None)._io_error(e)
+        if conn is None:
+            f.cached = False
+            f.conn = connect(loop, peer, f, conf.connect_timeout)  # (its own timer: not swept)
+        else:
+            f.up_connected(conn)
         return True
 
     def _request(self, r: Any, uri: str) -> bytes:
@@ -200,21 +198,46 @@ class FastUp:
     """One exchange of the fast path; the owner of its upstream connection
     (the ``up_*`` events of connection.py) until it ends or is promoted."""
 
-    __slots__ = ("plan", "r", "conn", "peer", "state", "balancer", "uri", "head", "t0", "deadline", "finished")
+    __slots__ = ("plan", "r", "conn", "peer", "state", "balancer", "uri", "head", "t0", "deadline", "finished",
+                 "cached", "connect_time")
 
-    def __init__(self, plan: ProxyPlan, r: Any, conn: Any, peer: Any, state: PeerState, balancer: Any,
-                 uri: str, head: bytes) -> None:
+    def __init__(self, plan: ProxyPlan, r: Any, peer: Any, state: PeerState, balancer: Any,
+                 uri: str, head: bytes, t0: float) -> None:
         self.plan = plan
         self.r = r
-        self.conn = conn
+        self.conn: Any = None
         self.peer = peer
         self.state = state
         self.balancer = balancer
         self.uri = uri
         self.head = head
-        t0 = self.t0 = conn.loop.time()
-        self.deadline = t0 + plan.conf.read_timeout
+        self.t0 = t0
+        self.deadline = _NEVER  # while connecting, connect()'s own timer runs
         self.finished = False
+        self.cached = True  # the connection came from the pool
+        self.connect_time: float | None = None  # known once connected
+
+    def up_connected(self, conn: Any) -> None:
+        """A pooled connection, or a new one (connect's callback): send."""
+        if self.finished:
+            conn.close()
+            return
+        self.conn = conn
+        now = conn.loop.time()
+        self.connect_time = 0.0 if self.cached else now - self.t0
+        self.deadline = now + self.plan.conf.read_timeout
+        conn.owner = self
+        conn.requests += 1
+        try:
+            conn.write(self.head)
+        except OSError as e:
+            self._promote(None)._io_error(e)
+
+    def up_connect_failed(self, en: int, text: str, immediate: bool) -> None:
+        self._promote(None).up_connect_failed(en, text, immediate)
+
+    def up_connect_timeout(self) -> None:
+        self._promote(None).up_connect_timeout()
 
     def up_data(self, data: bytes) -> None:
         plan = self.plan
@@ -240,7 +263,7 @@ class FastUp:
         took = conn.loop.time() - self.t0
         st = UpState(peer.name)
         st.status = 200
-        st.connect_time = 0.0
+        st.connect_time = self.connect_time  # type: ignore[assignment]
         st.header_time = st.response_time = took
         st.bytes_received = len(data)
         st.bytes_sent = len(self.head)
@@ -300,7 +323,7 @@ class FastUp:
         u = UpstreamRequest(r, plan.conf, Target(ub.host, self.balancer, ub.tries, ub), plan.vars, False)
         if in_cleanup:
             r.cleanup.remove(u._cleanup)  # the caller runs it: not twice
-        u.adopt(self.state, self.peer, self.conn, self.t0, self.uri, self.head,
+        u.adopt(self.state, self.peer, self.conn, self.cached, self.connect_time, self.t0, self.uri, self.head,
                 (plan, first) if first is not None else None)
         return u
 
