@@ -45,6 +45,7 @@ class Pool:
             return False
         if len(self.idle) >= conf.max_cached:
             old = self.idle.pop(0)
+            old.pool = None  # out of the list already: no drop() when it is lost
             old.close()
         self.idle.append(conn)
         conn.park(self, conf.timeout)
