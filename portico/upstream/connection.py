@@ -178,7 +178,11 @@ async def _connect(loop: Any, peer: Peer, conn: UpstreamConn, ssl_ctx: Any, serv
         return
     owner = conn.owner
     if owner is None:
-        conn.close()  # the request went away while we were connecting
+        # the request went away while we were connecting: its close() or
+        # abort() found no transport yet, so this one is closed here
+        conn.closed = True
+        if conn.transport is not None:
+            conn.transport.close()
         return
     owner.up_connected(conn)
 

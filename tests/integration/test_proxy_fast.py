@@ -238,3 +238,59 @@ def _raw(port: int, req: bytes) -> bytes:
             if not d:
                 return buf
             buf += d
+
+
+def test_a_connect_that_completes_after_the_client_left_is_closed() -> None:
+    """The client leaves while the upstream connect is pending (the
+    backend's accept queue is full, so the SYN waits for a retransmit):
+    when the connect completes later, Portico closes that connection."""
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(0)
+    bport = lsn.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # fill the accept queue: the next SYN is dropped
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", bport))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    time.sleep(0.2)
+    mine = {c.getsockname() for c in fillers}
+    port = free_port()
+    srv = Server(base_conf(
+        f"""server {{ listen 127.0.0.1:{port};
+              location / {{ {KA} proxy_connect_timeout 20s; proxy_pass http://be; }} }}""",
+        http_extra=f"""upstream be {{ server 127.0.0.1:{bport}; keepalive 4; }}
+            access_log logs/a.log;"""))
+    try:
+        srv.start()
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /left HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        s.close()
+        assert wait_for(lambda: '"GET /left HTTP/1.1" 499' in srv.log("a.log"))
+        # free the queue; Portico's SYN is retransmitted and accepted
+        lsn.settimeout(0.2)
+        theirs = None
+        deadline = time.monotonic() + 8
+        while theirs is None and time.monotonic() < deadline:
+            try:
+                c, peer = lsn.accept()
+            except socket.timeout:
+                continue
+            if peer in mine:
+                c.close()
+            else:
+                theirs = c
+        assert theirs is not None, "Portico's connect never arrived"
+        theirs.settimeout(3)
+        assert theirs.recv(100) == b""  # closed by Portico, nothing sent
+        theirs.close()
+    finally:
+        srv.cleanup()
+        lsn.close()
+        for c in fillers:
+            c.close()
