@@ -94,20 +94,32 @@ class _Transport:
         pass
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_args(doc: str) -> argparse.Namespace:
+    """The micro benchmarks' command line: -n, --profile, --opcodes."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("-n", type=int, default=20000, help="requests per round (a multiple of 20,000)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--opcodes", action="store_true",
                     help="also count interpreter opcodes and Python calls per request (exact, repeatable)")
-    args = ap.parse_args()
-    prefix = tempfile.mkdtemp(prefix="micro-h1-")
+    return ap.parse_args()
+
+
+def make_prefix(name: str, conf: str) -> str:
+    """A temporary prefix with conf/nginx.conf (``conf``), conf/mime.types,
+    html/ and logs/; the caller removes it."""
+    prefix = tempfile.mkdtemp(prefix=name)
+    for d in ("conf", "html", "logs"):
+        os.makedirs(os.path.join(prefix, d))
+    shutil.copy(os.path.join(REPO, "conf", "mime.types"), os.path.join(prefix, "conf"))
+    with open(os.path.join(prefix, "conf", "nginx.conf"), "w") as f:
+        f.write(conf)
+    return prefix
+
+
+def main() -> int:
+    args = bench_args(__doc__)
+    prefix = make_prefix("micro-h1-", CONF)
     try:
-        for d in ("conf", "html", "logs"):
-            os.makedirs(os.path.join(prefix, d))
-        shutil.copy(os.path.join(REPO, "conf", "mime.types"), os.path.join(prefix, "conf"))
-        with open(os.path.join(prefix, "conf", "nginx.conf"), "w") as f:
-            f.write(CONF)
         with open(os.path.join(prefix, "html", "100.txt"), "wb") as f:
             f.write(b"x" * 100)
         # as a served file usually is: older than static_fast.SETTLED, so
@@ -132,23 +144,29 @@ def main() -> int:
                         conn.data_received(REQ)
                     loop.run_ready()
 
-        run(1000)
-        best = min(_timed(run, args.n) for _ in range(5))
-        print(f"{best:.1f} us/request (CPU time, best of 5 x {args.n})")
-        if args.opcodes:
-            ops, calls = _count(run, args.n)
-            print(f"{ops:.1f} opcodes, {calls:.1f} Python calls per request")
-        if args.profile:
-            import cProfile
-            import pstats
-            pr = cProfile.Profile()
-            pr.enable()
-            run(args.n)
-            pr.disable()
-            pstats.Stats(pr).sort_stats("tottime").print_stats(int(os.environ.get("NSTATS", "25")))
+        report(run, args)
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
     return 0
+
+
+def report(run: Any, args: Any) -> None:
+    """Warm up, then print the best CPU time per request of 5 rounds, and
+    with ``--opcodes`` / ``--profile`` the counts / a cProfile listing."""
+    run(1000)
+    best = min(_timed(run, args.n) for _ in range(5))
+    print(f"{best:.1f} us/request (CPU time, best of 5 x {args.n})")
+    if args.opcodes:
+        ops, calls = _count(run, args.n)
+        print(f"{ops:.1f} opcodes, {calls:.1f} Python calls per request")
+    if args.profile:
+        import cProfile
+        import pstats
+        pr = cProfile.Profile()
+        pr.enable()
+        run(args.n)
+        pr.disable()
+        pstats.Stats(pr).sort_stats("tottime").print_stats(int(os.environ.get("NSTATS", "25")))
 
 
 def _count(run: Any, n: int) -> tuple[float, float]:

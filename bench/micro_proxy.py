@@ -17,11 +17,9 @@ is removed at exit; every request must get its response from the upstream
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -30,7 +28,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-from micro_h1 import CONNS, _count, _Loop, _timed, _Transport  # noqa: E402
+from micro_h1 import CONNS, _Loop, _Transport, bench_args, make_prefix, report  # noqa: E402
 from portico.core import deferred  # noqa: E402
 from portico.core.cycle import Cycle  # noqa: E402
 from portico.core.process.worker import Worker  # noqa: E402
@@ -83,19 +81,9 @@ class _UpTransport(_Transport):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=20000, help="requests per round (a multiple of 20,000)")
-    ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--opcodes", action="store_true",
-                    help="also count interpreter opcodes and Python calls per request (exact, repeatable)")
-    args = ap.parse_args()
-    prefix = tempfile.mkdtemp(prefix="micro-proxy-")
+    args = bench_args(__doc__)
+    prefix = make_prefix("micro-proxy-", CONF)
     try:
-        for d in ("conf", "html", "logs"):
-            os.makedirs(os.path.join(prefix, d))
-        shutil.copy(os.path.join(REPO, "conf", "mime.types"), os.path.join(prefix, "conf"))
-        with open(os.path.join(prefix, "conf", "nginx.conf"), "w") as f:
-            f.write(CONF)
         cycle = Cycle(os.path.join(prefix, "conf", "nginx.conf"), prefix)
         cycle.load()
         cycle.open_logs()
@@ -135,20 +123,7 @@ def main() -> int:
                 for conn in conns:
                     conn.connection_lost(None)
 
-        run(1000)
-        best = min(_timed(run, args.n) for _ in range(5))
-        print(f"{best:.1f} us/request (CPU time, best of 5 x {args.n})")
-        if args.opcodes:
-            ops, calls = _count(run, args.n)
-            print(f"{ops:.1f} opcodes, {calls:.1f} Python calls per request")
-        if args.profile:
-            import cProfile
-            import pstats
-            pr = cProfile.Profile()
-            pr.enable()
-            run(args.n)
-            pr.disable()
-            pstats.Stats(pr).sort_stats("tottime").print_stats(int(os.environ.get("NSTATS", "25")))
+        report(run, args)
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
     return 0

@@ -10,6 +10,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -227,3 +228,23 @@ http {{
     {server_block}
 }}
 """
+
+
+@contextlib.contextmanager
+def loaded_cycle(conf: str) -> Iterator[Any]:
+    """A ``Cycle`` loaded (not run) from the config text ``conf`` in a
+    temporary prefix with conf/mime.types and logs/; removed afterwards."""
+    from portico.core.cycle import Cycle
+    prefix = tempfile.mkdtemp(prefix="cycle-")
+    try:
+        for d in ("conf", "logs"):
+            os.makedirs(os.path.join(prefix, d))
+        shutil.copy(os.path.join(REPO, "conf", "mime.types"), os.path.join(prefix, "conf"))
+        path = os.path.join(prefix, "conf", "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        cycle = Cycle(path, prefix)
+        cycle.load()
+        yield cycle
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)

@@ -21,6 +21,9 @@ Invariants:
   request context with ``upstream: "http://peer/uri"`` (``r.upstream_log``).
 - The content handler and the choice of what to proxy to (an upstream, a
   literal address, a name through the resolver) are in ``target.py``.
+- proxy_fast.py answers the common case without this class and hands
+  anything else over to it (``adopt``); this class stays the reference:
+  the fast path only replays headers it processed (``learn``).
 """
 from __future__ import annotations
 

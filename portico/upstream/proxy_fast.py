@@ -316,7 +316,7 @@ class FastUp:
         r = self.r
         plan = self.plan
         ub = plan.ub
-        if not in_cleanup:
+        if not in_cleanup and self.cleanup in r.cleanup:
             r.cleanup.remove(self.cleanup)
         if r.eof_event == self.client_eof:
             r.eof_event = None

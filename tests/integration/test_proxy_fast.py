@@ -9,15 +9,11 @@ know it ran (and that the other server never used it).
 """
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import tempfile
 import time
 
 from backends import Backend
-from harness import REPO, Server, base_conf, free_port, parse_response, wait_for
-from portico.core.cycle import Cycle
+from harness import Server, base_conf, free_port, loaded_cycle, parse_response, raw_request, wait_for
 from portico.upstream.proxy_fast import ProxyPlan
 
 REPLAYED = "upstream header replayed by the fast path"
@@ -58,20 +54,9 @@ PLANNED = {"/plain", "/uri", "/vars", "^/regex"}
 
 
 def test_plans_only_where_nothing_else_acts() -> None:
-    prefix = tempfile.mkdtemp(prefix="proxy-fast-")
-    for d in ("conf", "logs"):
-        os.makedirs(os.path.join(prefix, d))
-    shutil.copy(os.path.join(REPO, "conf", "mime.types"), os.path.join(prefix, "conf"))
-    path = os.path.join(prefix, "conf", "nginx.conf")
-    with open(path, "w") as f:
-        f.write(ELIGIBILITY)
-    try:
-        cycle = Cycle(path, prefix)
-        cycle.load()
+    with loaded_cycle(ELIGIBILITY) as cycle:
         got = {loc.name: isinstance(loc.conf.fast_plan, ProxyPlan)
                for loc in cycle.http.all_locations() if loc.name not in ("", "/")}
-    finally:
-        shutil.rmtree(prefix, ignore_errors=True)
     assert got == {name: name in PLANNED for name in got}, got
     assert len(got) == 16
 
@@ -201,21 +186,21 @@ def test_hand_over_on_timeout_and_on_a_client_leaving() -> None:
             error_log logs/error.log debug;"""))
     try:
         srv.start()
-        req = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        req = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
         for _ in range(3):  # the pool gets a connection, the header is learnt
-            st, _, body, _ = parse_response(_raw(port, req))
+            st, _, body, _ = parse_response(raw_request(port, req))
             assert (st, body) == (200, b"ok\n")
         assert wait_for(lambda: REPLAYED in srv.log())
         be.mode, be.delay = "slow", 3.0
         t = time.monotonic()
-        st, _, _, _ = parse_response(_raw(port, req))
+        st, _, _, _ = parse_response(raw_request(port, req))
         assert st == 504
         assert time.monotonic() - t < 2.9  # the deadline, not the backend, ended it
         assert wait_for(lambda: "upstream timed out (110: Connection timed out) while reading response "
                                 "header from upstream" in srv.log())
         # a client that leaves while its request is with the upstream: 499
         be.mode = "fixed"
-        assert parse_response(_raw(port, req))[0] == 200  # a pooled connection again
+        assert parse_response(raw_request(port, req))[0] == 200  # a pooled connection again
         be.mode = "slow"
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(b"GET /gone HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -227,17 +212,6 @@ def test_hand_over_on_timeout_and_on_a_client_leaving() -> None:
     finally:
         srv.cleanup()
         be.close()
-
-
-def _raw(port: int, req: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(req.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
-        buf = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                return buf
-            buf += d
 
 
 def test_a_connect_that_completes_after_the_client_left_is_closed() -> None:

@@ -13,15 +13,12 @@ Two things are shown:
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 import time
 
 import pytest
 
-from harness import REPO, base_conf, free_port, parse_response, raw_request, wait_for
-from portico.core.cycle import Cycle
+from harness import base_conf, free_port, loaded_cycle, parse_response, raw_request, wait_for
 from portico.http.static_fast import StaticPlan
 
 ELIGIBILITY = """
@@ -59,22 +56,9 @@ PLANNED = {"", "/plain/", "/types/"}  # "" is the server level
 
 
 def test_plans_only_where_nothing_else_acts() -> None:
-    prefix = tempfile.mkdtemp(prefix="static-fast-")
-    os.makedirs(os.path.join(prefix, "conf"))
-    os.makedirs(os.path.join(prefix, "logs"))
-    with open(os.path.join(REPO, "conf", "mime.types")) as src, \
-            open(os.path.join(prefix, "conf", "mime.types"), "w") as dst:
-        dst.write(src.read())
-    path = os.path.join(prefix, "conf", "nginx.conf")
-    with open(path, "w") as f:
-        f.write(ELIGIBILITY)
-    try:
-        cycle = Cycle(path, prefix)
-        cycle.load()
+    with loaded_cycle(ELIGIBILITY) as cycle:
         got = {loc.name: isinstance(loc.conf.fast_plan, StaticPlan)
                for loc in cycle.http.all_locations() if loc.modifier != "if"}
-    finally:
-        shutil.rmtree(prefix, ignore_errors=True)
     assert got == {name: name in PLANNED for name in got}, got
     assert len(got) == 19
 
