@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from .modules.static import content_type_for, etag_for
 from .open_file import O_FILE
-from .proto.h1_write import SMALL_FILE, server_line
-from .response import date_bytes, http_date
+from .proto.h1_write import SMALL_FILE, head_tail, server_line
+from .response import HeadersOut, date_bytes
 
 if TYPE_CHECKING:
     from .core_module import HttpMain
@@ -79,7 +79,7 @@ class _FileHead:
 class StaticPlan:
     """What a location's static answer needs, computed once."""
 
-    __slots__ = ("root", "core", "nphases", "etag", "accept_ranges", "head", "ka_lines", "tails")
+    __slots__ = ("root", "core", "nphases", "etag", "accept_ranges", "head", "tails")
 
     def __init__(self, lc: Any, root: str, nphases: int) -> None:
         core = lc.core
@@ -90,10 +90,6 @@ class StaticPlan:
         self.accept_ranges = core.max_ranges != 0
         # the header up to the Date value; the rest is per file (``_tail``)
         self.head = ("HTTP/1.1 200 OK\r\n" + server_line(core.server_tokens) + "Date: ").encode()
-        ka = "Connection: keep-alive\r\n"
-        if core.keepalive_header:
-            ka += f"Keep-Alive: timeout={int(core.keepalive_header)}\r\n"
-        self.ka_lines = ka
         self.tails: dict[tuple[str, int, float, bool], _FileHead] = {}
 
     def _tail(self, r: "Request", st: os.stat_result, keepalive: bool) -> "_FileHead":
@@ -103,13 +99,10 @@ class StaticPlan:
         key = (uri, size, mtime, keepalive)  # serve() looks it up first
         ct = content_type_for(r, uri) or None  # "" is nginx's "no Content-Type"
         etag = etag_for(st) if self.etag else None
-        text = "".join((
-            "\r\n", f"Content-Type: {ct}\r\n" if ct else "",
-            f"Content-Length: {size}\r\nLast-Modified: {http_date(mtime)}\r\n",
-            self.ka_lines if keepalive else "Connection: close\r\n",
-            f"ETag: {etag}\r\n" if etag else "",
-            "Accept-Ranges: bytes\r\n\r\n" if self.accept_ranges else "\r\n",
-        ))
+        h = HeadersOut()  # what serve() leaves in r.hout, for the writer's own formatting
+        h.content_type, h.content_length, h.last_modified = ct, size, mtime
+        h.etag, h.accept_ranges = etag, self.accept_ranges
+        text = head_tail(r, h, 200, self.core, False, keepalive, False)
         entry = _FileHead(text.encode("utf-8", "surrogateescape"), etag, ct)
         if len(self.tails) >= 1024:
             self.tails.clear()

@@ -247,7 +247,9 @@ class FastUp:
             if ent is not None:
                 r = self.r
                 n = len(data) - end
-                if n == (0 if r.header_only else ent.cl) and not r.done:
+                # (a client socket that is full already: the generic path
+                # may have to buffer to a temp file)
+                if n == (0 if r.header_only else ent.cl) and not r.done and not r.conn.paused:
                     self._respond(ent, data, end, n)
                     return
         self._promote(data).up_data(data)

@@ -368,7 +368,6 @@ _STATUS_LINES: dict[int, str] = {}
 _SERVER_LINES: dict[str, str] = {}
 
 
-
 def head_tail(r: Request, h: Any, status: int, core: Any, no_body: bool, keepalive: bool, chunked: bool) -> str:
     """The response header after the Date value, as ``send_head`` writes it
     (``r`` is only read for a relative Location; proxy_fast.py keeps the
