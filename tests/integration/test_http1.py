@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import base_conf, free_port, parse_response, raw_request
+from harness import base_conf, free_port, parse_response, raw_request, wait_for
 
 BIG = os.urandom(1024 * 1024 + 123)
 
@@ -451,3 +451,83 @@ def test_parked_idle_connections_come_back_and_time_out(server):
     st = parse_response(raw_request(port, b"GET /st HTTP/1.0\r\n\r\n"))[2].decode()
     assert "Active connections: 1 " in st and "Waiting: 0 " in st, st
     assert "[alert]" not in srv.log()
+
+
+# Packets that llhttp parsed into one whole bodiless GET/HEAD are answered
+# the next time without the parser (h1.py's _WHOLE): the second and later
+# sendings of each packet below must be answered exactly as the first.
+REPEATED = [
+    b"GET /ret?a=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: t\r\nX-Y: 1\r\n\r\n",
+    b"HEAD /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"GET http://other/ret?abs HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /ret?cl0 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+    # two requests in one packet: never taken for one
+    b"GET /ret?p1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /ret?p2 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    # refused: never kept, refused every time
+    b"GET /ret?nohost HTTP/1.1\r\n\r\n",
+    b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+]
+
+
+def _answers(port: int, packet: bytes, times: int) -> list[bytes]:
+    """Send ``packet`` ``times`` times on one connection (a new one once
+    the server closes); each sending's whole answer, Date lines removed."""
+    out = []
+    n = packet.count(b"\r\n\r\n")
+    s = None
+    for _ in range(times):
+        if s is None:
+            s = connect(port)
+        s.sendall(packet)
+        got = _read_answers(s, n, packet.startswith(b"HEAD "))
+        out.append(b"".join(got))
+        if any(b"\r\nConnection: close\r\n" in a for a in got):
+            s.close()
+            s = None
+    if s is not None:
+        s.close()
+    return out
+
+
+def _read_answers(s: socket.socket, n: int, head: bool) -> list[bytes]:
+    """``n`` whole answers (without their Date line); ``head``: no bodies."""
+    buf = b""
+    out: list[bytes] = []
+    while len(out) < n:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            lines = buf[:end].split(b"\r\n")
+            cl = [int(ln.split(b":")[1]) for ln in lines if ln.lower().startswith(b"content-length:")]
+            size = end + 4 + (0 if head or not cl else cl[0])
+            if len(buf) >= size:
+                out.append(b"\r\n".join(ln for ln in lines if not ln.startswith(b"Date: "))
+                           + buf[end:size])
+                buf = buf[size:]
+                continue
+        data = s.recv(65536)
+        assert data, (n, out, buf)
+        buf += data
+    return out
+
+
+def test_repeated_packets_are_answered_as_the_first(server):
+    port = free_port()
+    text = conf(port, server_extra="access_log logs/m.log m;").replace(
+        "http {", "http {\n    log_format m '$request|$request_length|$status|$http_x_y|"
+                  "$connection_requests|$host|$server_protocol';", 1)
+    srv = server(text, files=FILES)
+    for packet in REPEATED:
+        answers = _answers(port, packet, 4)
+        assert len(set(answers)) == 1, (packet, answers)
+    want = sum(4 * p.count(b"\r\n\r\n") for p in REPEATED)
+    assert wait_for(lambda: len(srv.log("m.log").splitlines()) == want)
+    lines = srv.log("m.log").splitlines()
+    fields = [ln.split("|") for ln in lines]
+    # the first packet: the same line each time, but for the connection's
+    # request count
+    assert [f[4] for f in fields[:4]] == ["1", "2", "3", "4"]
+    assert len({tuple(f[:4] + f[5:]) for f in fields[:4]}) == 1
+    assert fields[0][:4] == ["GET /ret?a=1 HTTP/1.1", str(len(REPEATED[0])), "200", "1"]
+    assert {f[2] for f in fields} == {"200", "400"}
+    assert sum(1 for f in fields if f[0] == "GET /ret?p2 HTTP/1.1") == 4

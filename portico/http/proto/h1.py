@@ -12,6 +12,12 @@ Invariants:
   released, the fd kept) after a short idle time; ``_resumed`` brings it
   back unchanged.  A kept parser is replaced at a message boundary when the
   next method is one llhttp does not know (see data_received).
+- A packet that llhttp parsed into exactly one whole bodiless GET or HEAD,
+  with nothing after it, is kept with what on_headers_complete made of it
+  (``_WHOLE``, checked against the server conf): the same bytes at a
+  message boundary later make the same request without the parser (the
+  parser, at a boundary, is in the same state either way).  Refused
+  requests, pipelined packets and bodies are never kept.
 - Timeouts are deadlines checked by the worker's sweep (``on_tick``), so
   the hot path only stores a float.
 - A connection never raises out of a callback: every error becomes a status
@@ -69,6 +75,29 @@ class _HeaderSet(NamedTuple):
 _HEADERS: dict[tuple[tuple[bytes, bytes], ...], _HeaderSet] = {}
 
 
+class _Whole(NamedTuple):
+    """What parsing one whole bodiless request gave: the arguments of
+    ``H1Connection._enqueue`` (after ``sc``), all a function of the bytes
+    and the server conf."""
+    sc: Any
+    method: str
+    version: str
+    ver: str
+    raw: bytes
+    target: Any
+    hs: _HeaderSet
+    host: Any
+    hdr_bytes: int
+    keepalive: bool
+
+
+#: the bytes of a packet that held exactly one whole bodiless GET or HEAD
+#: (keep-alive clients repeat theirs) -> what llhttp and on_headers_complete
+#: made of them; such a packet is answered without feeding the parser
+_WHOLE: dict[bytes, _Whole] = {}
+_WHOLE_MAX = 2048  # longer packets are not kept
+
+
 class _TooLarge(Exception):
     """A request nginx refuses (status + error-log reason).  Raised inside
     parser callbacks, where httptools wraps it in HttpParserCallbackError;
@@ -87,11 +116,14 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "_sending", "_sock_fd", "_lingering", "_wbuf", "_line_max", "_head_max",
                  "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
-                 "_preface", "_deferred", "_srv_for")
+                 "_preface", "_deferred", "_srv_for", "_whole_key", "_whole", "_begun")
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
         self._resume = resume  # a worker.Parked when this is a parked connection coming back
         self._method: str | None = None  # the real method when llhttp saw GET instead
+        self._whole_key: bytes | None = None  # the packet being parsed, while it may go to _WHOLE
+        self._whole: _Whole | None = None  # what its one request gave
+        self._begun = 0  # messages begun in the packet being parsed
         self._parked = False
         self.idle_since = 0.0
         self.worker = worker
@@ -242,15 +274,37 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if self._lingering:
             return  # lingering close: read and drop
         parser = self.parser
-        if parser is None or (data[:4] != b"GET " and not self._in_headers and self._req is None):
+        at_boundary = not self._in_headers and self._req is None
+        if (parser is not None and at_boundary and len(data) <= _WHOLE_MAX
+                and data[-4:] == b"\r\n\r\n" and (data[:4] == b"GET " or data[:5] == b"HEAD ")):
+            whole = _WHOLE.get(data)
+            if whole is not None and whole.sc is self.srvconf:
+                # llhttp parsed these very bytes into one request before:
+                # the same request, without the parser and its callbacks
+                self.idle_since = 0.0
+                self.requests += 1
+                self._enqueue(*whole[1:])
+                self._req = None  # (on_message_complete)
+                self._after_feed()
+                return
+            self._whole_key = data  # on_headers_complete may describe it
+            self._begun = 0
+        if parser is None or (data[:4] != b"GET " and at_boundary):
             # not a GET on a kept parser: see what this message needs first
             fed = self._at_boundary(data)
             if fed is None:
+                self._whole_key = None
                 return
             parser, data = fed
         self._feeding = True
         try:
             parser.feed_data(data)
+            whole = self._whole
+            if whole is not None and self._begun == 1 and self._req is None:
+                # one request, whole, and nothing after it: keep what it gave
+                if len(_WHOLE) >= 256:
+                    _WHOLE.clear()
+                _WHOLE[data] = whole
         except _TooLarge as e:
             self._early_error(e.status, e.reason)
             return
@@ -282,6 +336,12 @@ class H1Connection(H1Writer, asyncio.Protocol):
             # nginx ignores what follows a request that closes the connection
         finally:
             self._feeding = False
+            self._whole_key = self._whole = None
+        self._after_feed(data)
+
+    def _after_feed(self, data: bytes = b"") -> None:
+        """What follows the parsing of a packet (``data``: its length
+        counts while a header block is incomplete)."""
         if self._in_headers:
             # A header block still incomplete after this packet.  An idle
             # connection is now reading (a request that arrives whole goes
@@ -385,6 +445,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
 
     # --- httptools callbacks ---------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._begun += 1
         self.idle_since = 0.0
         self._url = []
         self._raw = []
@@ -511,7 +572,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         if hdr_bytes > self._head_max:
             raise _TooLarge(494, "client sent too long header line")
         # shared by every request with these lines: read-only (Request.hin)
-        _, headers, hin, _, hin_exact, te, cl, host, plain = ent
+        te, cl, host = ent.te, ent.cl, ent.host
         try:
             target = parse_target(raw, sc.merge_slashes)
         except BadRequest as e:
@@ -525,6 +586,17 @@ class H1Connection(H1Writer, asyncio.Protocol):
             raise _TooLarge(400, host.reason)
         if te is not None and te.strip().lower() != "chunked":
             raise _TooLarge(501, f'client sent unknown "Transfer-Encoding": "{te}"')
+        keepalive = p.should_keep_alive()
+        if cl is not None and cl.__class__ is not int:
+            raise _TooLarge(400, f'client sent invalid "Content-Length" header: "Content-Length: {cl}"')
+        if self._whole_key is not None and cl is None and te is None and self._begun == 1:
+            self._whole = _Whole(sc, method, version, ver, raw, target, ent, host, hdr_bytes, keepalive)
+        self._enqueue(method, version, ver, raw, target, ent, host, hdr_bytes, keepalive)
+
+    def _enqueue(self, method: str, version: str, ver: str, raw: bytes, target: Any, hs: _HeaderSet, host: Any,
+                 hdr_bytes: int, keepalive: bool) -> None:
+        """The request a checked header block makes, queued (from
+        on_headers_complete, or from _WHOLE for a packet seen before)."""
         if host:
             if host is self._srv_for[0]:
                 srv, m = self._srv_for[1]  # the same Host value as the last request
@@ -534,23 +606,22 @@ class H1Connection(H1Writer, asyncio.Protocol):
         else:
             srv, m = self.table.default, None
         r = Request(self, self.http, method, target.raw_uri, target.uri, target.args, version,
-                    headers, hin, host or "")
+                    hs.headers, hs.hin, host or "")
         # $request is the line as sent: an absolute-form target keeps its authority
         line_target = target.raw_uri if target.host is None else raw.decode("utf-8", "surrogateescape")
         r.request_line = f"{method} {line_target} {version}"
         r.request_length = hdr_bytes + len(method) + 14
-        r.hin_exact = hin_exact
+        r.hin_exact = hs.exact
         r.server = srv
         if m is not None:
             r.captures = m
             r.named = {k: (v or "") for k, v in m.groupdict().items()}
-        r.keepalive = p.should_keep_alive()
-        if cl is not None and cl.__class__ is not int:
-            raise _TooLarge(400, f'client sent invalid "Content-Length" header: "Content-Length: {cl}"')
+        r.keepalive = keepalive
+        cl = hs.cl
         r.content_length = cl
-        if te is not None or (cl or 0) > 0:
+        if hs.te is not None or (cl or 0) > 0:
             r.body = RequestBody(r, self)
-        elif plain and (method == "GET" or method == "HEAD") and ver != "0.9":
+        elif hs.plain and (method == "GET" or method == "HEAD") and ver != "0.9":
             r.plain_get = True  # write_static takes its answer
         if self.queue or self.current is not None:
             r.pipelined = True
