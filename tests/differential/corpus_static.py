@@ -444,6 +444,10 @@ CASES: list[Case] = [
     Case("nul-encoded", req("GET", "/small.txt%00.html")),
     Case("absolute-form", req("GET", "http://localhost/small.txt", host="ignored.test")),
     Case("absolute-form-unknown-host", req("GET", "http://nohost.test/small.txt", host="localhost")),
+    # nginx checks the Host line whatever the request line says
+    Case("absolute-form-bad-host", req("GET", "http://localhost/small.txt", host="bad/host")),
+    Case("absolute-form-empty-host", req("GET", "http://localhost/small.txt", host="")),
+    Case("absolute-form-two-hosts", req("GET", "http://localhost/small.txt", headers=("Host: other",))),
     Case("asterisk-target", req("OPTIONS", "*")),
     Case("header-no-colon", b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\nNoColonHere\r\n\r\n",
          xfail=_BUG_NO_COLON),

@@ -159,6 +159,19 @@ def test_malformed_requests(server, req, status, reason):
         assert reason in body
 
 
+@pytest.mark.parametrize("req,reason", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
+     'client sent duplicate host header: "host: y", previous value: "Host: x"'),
+    (b"GET http://x/ HTTP/1.1\r\nHost: a/b\r\n\r\n", "client sent invalid host header"),
+], ids=["two-hosts", "absolute-form-bad-host"])
+def test_refused_header_lines_are_logged_as_nginx_does(server, req, reason):
+    port = free_port()
+    srv = server(conf(port), files=FILES)
+    st, _, _, _ = parse_response(raw_request(port, req))
+    assert st == 400
+    assert wait_for(lambda: reason + " while reading client request headers" in srv.log())
+
+
 def test_expect_100_continue(server):
     port = free_port()
     server(conf(port, extra="location /echo { return 200 \"$request_body\"; }"), files=FILES)

@@ -57,3 +57,12 @@ def log_internal_error(r: Any, e: BaseException) -> None:
         tb = tb.tb_next
     where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
     r.log_error(logmod.ALERT, f"internal error: {e!r}{where}")
+
+
+def duplicate_header(headers: list[tuple[str, str]], name: str, value: str, low: str) -> str:
+    """nginx's error-log reason for a second Host or Content-Length line
+    (ngx_http_process_host / ngx_http_process_unique_header_line); the
+    first line with that name in ``headers`` is the previous value."""
+    pk, pv = next(((k, v) for k, v in headers if k.lower() == low), (name, value))
+    what = "host header" if low == "host" else "header line"
+    return f'client sent duplicate {what}: "{name}: {value}", previous value: "{pk}: {pv}"'

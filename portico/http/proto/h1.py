@@ -37,7 +37,8 @@ from ...core import log as logmod
 from ..request import Request
 from ..uri import BadRequest, normalise_host, parse_target
 from .body import RequestBody
-from .common import S_READING, S_WAITING, S_WRITING, abandon, log_internal_error, run_cleanups, set_state
+from .common import (S_READING, S_WAITING, S_WRITING, abandon, duplicate_header, log_internal_error,
+                     run_cleanups, set_state)
 from .h1_write import H1Writer
 
 if TYPE_CHECKING:
@@ -495,10 +496,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 exact = False
             if low not in hin:
                 hin[low] = v
-            elif low == "host":
-                raise _TooLarge(400, 'client sent duplicate host header: "Host: ' + v + '"')
-            elif low == "content-length":
-                raise _TooLarge(400, 'client sent duplicate header line: "Content-Length: ' + v + '"')
+            elif low == "host" or low == "content-length":
+                raise _TooLarge(400, duplicate_header(headers, k, v, low))
             else:
                 exact = False
         # what on_headers_complete checks, decided once per header set;
@@ -577,13 +576,13 @@ class H1Connection(H1Writer, asyncio.Protocol):
             target = parse_target(raw, sc.merge_slashes)
         except BadRequest as e:
             raise _TooLarge(e.status, e.reason) from None
+        if host.__class__ is BadRequest:
+            # nginx checks the Host line as it reads it, whatever the request line says
+            raise _TooLarge(400, host.reason)
         if target.host is not None:
             host = target.host  # absolute-form: the line's host wins (RFC 9112)
-        elif host is None:
-            if ver == "1.1":
-                raise _TooLarge(400, 'client sent HTTP/1.1 request without "Host" header')
-        elif host.__class__ is BadRequest:
-            raise _TooLarge(400, host.reason)
+        elif host is None and ver == "1.1":
+            raise _TooLarge(400, 'client sent HTTP/1.1 request without "Host" header')
         if te is not None and te.strip().lower() != "chunked":
             raise _TooLarge(501, f'client sent unknown "Transfer-Encoding": "{te}"')
         keepalive = p.should_keep_alive()

@@ -21,6 +21,7 @@ from ...core import log as logmod
 from ..request import Request
 from ..uri import BadRequest, normalise_host, parse_target
 from .body import RequestBody
+from .common import duplicate_header
 from .h2_stream import ENHANCE_YOUR_CALM, H2Stream
 
 if TYPE_CHECKING:
@@ -147,11 +148,8 @@ def make_request(c: "H2Connection", st: H2Stream, raw: list[tuple[bytes, bytes]]
             continue
         k, v = _s(name), _s(value)
         if k in hin:
-            if k == "host":
-                err = f'client sent duplicate host header: "host: {v}"'
-                break
-            if k == "content-length":
-                err = f'client sent duplicate header line: "content-length: {v}"'
+            if k == "host" or k == "content-length":
+                err = duplicate_header(headers, k, v, k)
                 break
         else:
             hin[k] = v
