@@ -82,7 +82,7 @@ class CoreLocConf(Conf):
     keepalive_header: float | None = None
     keepalive_requests: int = 1000
     keepalive_time: float = 3600.0
-    keepalive_disable: tuple = ("msie6",)
+    keepalive_disable: int = 1  # MSIE6 (see _keepalive_disable)
     send_timeout: float = 60.0
     lingering_close: str = "on"
     lingering_time: float = 30.0
@@ -377,7 +377,7 @@ def _types(cf: Any, node: Node, conf: CoreLocConf) -> None:
         conf.types = {}
     for entry in node.block or []:
         if entry.block is not None:
-            raise entry.error(f'unexpected "{{"')
+            raise entry.error('unexpected "{"')
         mime = entry.name
         for ext in entry.args:
             key = ext.lower()
@@ -386,6 +386,50 @@ def _types(cf: Any, node: Node, conf: CoreLocConf) -> None:
                 cf.cycle.warn(f'duplicate extension "{ext}", content type: "{mime}", '
                               f'previous content type: "{prev}"', entry)
             conf.types[key] = mime
+
+
+#: keepalive_disable's browsers (ngx_http_core_keepalive_disable), as bits
+#: of Request.browser (set by h1 from the first User-Agent line)
+MSIE6, SAFARI = 1, 2
+_KEEPALIVE_DISABLE = {"none": 0, "msie6": MSIE6, "safari": SAFARI}
+
+
+def _keepalive_disable(cf: Any, node: Node, conf: CoreLocConf) -> None:
+    """ngx_conf_set_bitmask_slot: "none", "msie6", "safari"."""
+    if conf.keepalive_disable is not UNSET:
+        raise node.error('"keepalive_disable" directive is duplicate')
+    mask = 0
+    for a in node.args:
+        bit = _KEEPALIVE_DISABLE.get(a.lower())
+        if bit is None:
+            raise node.error(f'invalid value "{a}"')
+        mask |= bit
+    conf.keepalive_disable = mask
+
+
+def browser_of(ua: str | None) -> int:
+    """ngx_http_process_user_agent's MSIE 4-6 and Safari flags (MSIE6 |
+    SAFARI bits); the matches are case-sensitive, as ngx_strstrn."""
+    if not ua:
+        return 0
+    bits = 0
+    msie = ua.find("MSIE ")
+    is_msie = msie >= 0 and msie + 7 < len(ua)
+    if is_msie and ua[msie + 6] == "." and (
+            ua[msie + 5] in "45" or (ua[msie + 5] == "6" and "SV1" not in ua[msie + 8:])):
+        bits = MSIE6
+    if "Opera" in ua:
+        return 0
+    if not is_msie and "Gecko/" not in ua and "Chrome/" not in ua and "Safari/" in ua and "Mac OS X" in ua:
+        bits |= SAFARI
+    return bits
+
+
+def keepalive_disabled(r: Any, core: "CoreLocConf") -> bool:
+    """ngx_http_update_location_config's keepalive_disable test for a
+    request from a flagged browser (``r.browser``)."""
+    mask = core.keepalive_disable & r.browser
+    return bool(mask & SAFARI or (mask & MSIE6 and r.method == "POST"))
 
 
 def _keepalive_timeout(cf: Any, node: Node, conf: CoreLocConf) -> None:
@@ -556,7 +600,7 @@ class HttpCoreModule(Module):
         dir("keepalive_timeout", HSL, TAKE12, _keepalive_timeout),
         dir("keepalive_requests", HSL, TAKE1, set_num("keepalive_requests")),
         dir("keepalive_time", HSL, TAKE1, set_msec("keepalive_time")),
-        dir("keepalive_disable", HSL, (1, 2), ignore, "none"),
+        dir("keepalive_disable", HSL, (1, 2), _keepalive_disable),
         dir("send_timeout", HSL, TAKE1, set_msec("send_timeout")),
         dir("send_lowat", HSL, TAKE1, ignore, "none"),
         dir("lingering_close", HSL, TAKE1, set_enum("lingering_close", {"off": "off", "on": "on", "always": "always"})),

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import log as logmod
+from .core_module import keepalive_disabled
 from .request import AGAIN, DECLINED, DONE, OK, Request
 from .static_fast import build_plan
 from .variables import set_captures
@@ -226,6 +227,8 @@ def find_config_checker(r: Request, h: Any, nxt: int) -> bool:
     if core.internal and not r.internal:
         r.finalize(404)
         return False
+    if r.browser and r.keepalive and keepalive_disabled(r, core):
+        r.keepalive = False
     cl = r.content_length
     if cl is not None and core.client_max_body_size and cl > core.client_max_body_size:
         r.log_error(logmod.ERROR, f"client intended to send too large body: {cl} bytes")

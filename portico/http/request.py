@@ -104,6 +104,8 @@ class Request:
     # and this is a GET or HEAD (HTTP/1.0+) without body, conditional or
     # Range headers: static_fast.py may answer it
     plain_get = False
+    # keepalive_disable's browser flags of the User-Agent (core_module.browser_of; h1)
+    browser = 0
 
     def __init__(self, conn: Any, http: "HttpMain", method: str, raw_uri: str, uri: str, args: str,
                  version: str, headers: list[tuple[str, str]], hin: dict[str, str], host: str) -> None:

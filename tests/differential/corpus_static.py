@@ -96,6 +96,8 @@ http {
         location /errpage/ { error_page 404 /err/404.html; }
         location /errpage200/ { error_page 404 =200 /err/404.html; }
         location /etagoff/ { etag off; }
+        location /kd/safari/ { alias %PREFIX%/html/; keepalive_disable safari; }
+        location /kd/none/ { alias %PREFIX%/html/; keepalive_disable none; }
         location /imsbefore/ { if_modified_since before; }
         location /maxranges1/ { max_ranges 1; }
         location /maxranges0/ { max_ranges 0; }
@@ -195,6 +197,10 @@ def req(method: str, path: str, host: str | None = "localhost", headers: tuple[s
         lines.append(f"Host: {host}")
     lines.extend(headers)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+_MSIE6 = "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)"
+_SAFARI = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 Version/17.1 Safari/605.1.15"
 
 
 def _get(id: str, path: str, *headers: str, host: str = "localhost", method: str = "GET",
@@ -444,6 +450,17 @@ CASES: list[Case] = [
     Case("nul-encoded", req("GET", "/small.txt%00.html")),
     Case("absolute-form", req("GET", "http://localhost/small.txt", host="ignored.test")),
     Case("absolute-form-unknown-host", req("GET", "http://nohost.test/small.txt", host="localhost")),
+    # keepalive_disable (default msie6: MSIE 4-6 without SV1, POST only)
+    _get("kd-msie6-post", "/small.txt", "User-Agent: " + _MSIE6, method="POST"),
+    _get("kd-msie6-get", "/small.txt", "User-Agent: " + _MSIE6),
+    _get("kd-msie6-sv1-post", "/small.txt", "User-Agent: " + _MSIE6[:-1] + "; SV1)", method="POST"),
+    _get("kd-msie5-opera-post", "/small.txt", "User-Agent: Mozilla/4.0 (compatible; MSIE 5.0; Opera 7)",
+         method="POST"),
+    _get("kd-msie6-none-post", "/kd/none/small.txt", "User-Agent: " + _MSIE6, method="POST"),
+    _get("kd-safari-default", "/small.txt", "User-Agent: " + _SAFARI),
+    _get("kd-safari", "/kd/safari/small.txt", "User-Agent: " + _SAFARI),
+    _get("kd-safari-chrome", "/kd/safari/small.txt", "User-Agent: " + _SAFARI + " Chrome/120.0"),
+    _get("kd-safari-first-ua-only", "/kd/safari/small.txt", "User-Agent: curl/8", "User-Agent: " + _SAFARI),
     # nginx checks the Host line whatever the request line says
     Case("absolute-form-bad-host", req("GET", "http://localhost/small.txt", host="bad/host")),
     Case("absolute-form-empty-host", req("GET", "http://localhost/small.txt", host="")),

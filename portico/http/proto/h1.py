@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import httptools
 
 from ...core import log as logmod
+from ..core_module import browser_of
 from ..request import Request
 from ..uri import BadRequest, normalise_host, parse_target
 from .body import RequestBody
@@ -70,6 +71,7 @@ class _HeaderSet(NamedTuple):
     cl: Any  # Content-Length: an int, or the text when it is not digits
     host: Any  # the normalised Host, the BadRequest it gave, or None
     plain: bool  # no conditional or Range header (Request.plain_get)
+    browser: int  # Request.browser: keepalive_disable's flags of the User-Agent
 
 
 #: raw header lines -> their _HeaderSet (see on_headers_complete)
@@ -513,7 +515,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
             cl = int(cl)
         plain = not ("range" in hin or "if-modified-since" in hin or "if-none-match" in hin
                      or "if-match" in hin or "if-unmodified-since" in hin)
-        return _HeaderSet(sc, headers, hin, total, exact, hin.get("transfer-encoding"), cl, host, plain)
+        return _HeaderSet(sc, headers, hin, total, exact, hin.get("transfer-encoding"), cl, host, plain,
+                          browser_of(hin.get("user-agent")))
 
     def _http09(self, raw: bytes) -> None:
         """``GET /uri`` with no version: HTTP/0.9 as nginx serves it (the
@@ -611,6 +614,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
         r.request_line = f"{method} {line_target} {version}"
         r.request_length = hdr_bytes + len(method) + 14
         r.hin_exact = hs.exact
+        if hs.browser:
+            r.browser = hs.browser
         r.server = srv
         if m is not None:
             r.captures = m
