@@ -12,7 +12,8 @@ Invariants:
   current callbacks are done (one ``call_soon`` per batch, not per
   object); objects queued with ``first=True`` (access logs) run before the
   others (connections), so a client that has its response finds its log
-  line written.  An object may be queued more than once; its
+  line written; a connection that writes at once instead (closing after
+  its response) calls ``flush_first`` before.  An object may be queued more than once; its
   ``flush_deferred`` must be cheap when nothing is pending.
 - Without a loop (``loop`` is None: not in a worker) ``flush_soon`` returns
   False and the caller writes at once.
@@ -46,15 +47,29 @@ def flush_soon(obj: Any, first: bool = False) -> bool:
     return True
 
 
+def flush_first() -> None:
+    """Write what the access logs hold back now: a connection about to
+    write directly (a close after its response) calls this, so that the
+    response does not leave before its log line."""
+    global _first
+    if _first:
+        q, _first = _first, []
+        _flush_all(q)
+
+
 def _run() -> None:
     global _queue, _first
     # taken out first: what is queued while these run gets its own call_soon
     batches = (_first, _queue)
     _first, _queue = [], []
     for q in batches:
-        for obj in q:
-            try:
-                obj.flush_deferred()
-            except Exception as e:  # one failure must not hold the others' output
-                if error_log is not None:
-                    error_log.log(logmod.ALERT, f"deferred write failed: {e!r}")
+        _flush_all(q)
+
+
+def _flush_all(q: list[Any]) -> None:
+    for obj in q:
+        try:
+            obj.flush_deferred()
+        except Exception as e:  # one failure must not hold the others' output
+            if error_log is not None:
+                error_log.log(logmod.ALERT, f"deferred write failed: {e!r}")

@@ -121,3 +121,11 @@ def test_unbuffered_line_is_written_before_the_response(server):
     finally:
         for s in socks:
             s.close()
+    # a response the connection closes after is written at once, not at the
+    # end of the iteration: its line goes first all the same (a refused
+    # request is logged with its 400 too)
+    for i in range(20):
+        req = (f"GET /a.txt?close={i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" if i % 2
+               else f"GET /a.txt?nohost={i} HTTP/1.1\r\n\r\n")
+        assert raw_request(port, req.encode())
+        assert f"{'close' if i % 2 else 'nohost'}={i} HTTP/1.1\" {200 if i % 2 else 400} " in srv.log("access.log")

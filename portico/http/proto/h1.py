@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import httptools
 
 from ...core import log as logmod
+from ...core.deferred import flush_first
 from ..core_module import browser_of
 from ..request import Request
 from ..uri import BadRequest, normalise_host, parse_target
@@ -767,6 +768,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._lingering = True
         self.queue.clear()
         if self._wbuf:
+            flush_first()  # the response's log line first (core/deferred.py)
             self._flush()
         if not self.outq and not self.paused:
             try:
@@ -798,6 +800,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def close(self) -> None:
         if not self.closing:
             if self._wbuf:
+                flush_first()  # the response's log line first (core/deferred.py)
                 self._flush()
             self.closing = True
             self.transport.close()
