@@ -12,8 +12,8 @@ Invariants:
   current callbacks are done (one ``call_soon`` per batch, not per
   object); objects queued with ``first=True`` (access logs) run before the
   others (connections), so a client that has its response finds its log
-  line written; a connection that writes at once instead (closing after
-  its response) calls ``flush_first`` before.  An object may be queued more than once; its
+  line written; a connection that writes at once instead (a close, a
+  sendfile: H1Writer._flush) calls ``flush_first`` before.  An object may be queued more than once; its
   ``flush_deferred`` must be cheap when nothing is pending.
 - Without a loop (``loop`` is None: not in a worker) ``flush_soon`` returns
   False and the caller writes at once.
@@ -49,8 +49,8 @@ def flush_soon(obj: Any, first: bool = False) -> bool:
 
 def flush_first() -> None:
     """Write what the access logs hold back now: a connection about to
-    write directly (a close after its response) calls this, so that the
-    response does not leave before its log line."""
+    write directly calls this, so that no response leaves before its log
+    line."""
     global _first
     if _first:
         q, _first = _first, []

@@ -59,6 +59,19 @@ _STATUS_FOR = {px.FT_TIMEOUT: 504, px.FT_HTTP_504: 504, px.FT_HTTP_500: 500, px.
                px.FT_HTTP_403: 403, px.FT_HTTP_404: 404, px.FT_HTTP_429: 429}
 
 
+def tries_for(target_tries: int, conf: px.ProxyLocConf) -> int:
+    """A request's tries: the target's, at most proxy_next_upstream_tries."""
+    if conf.next_upstream_tries and target_tries > conf.next_upstream_tries:
+        return conf.next_upstream_tries
+    return target_tries
+
+
+def upstream_log(schema: str, name: str, unix: bool, uri: str) -> str:
+    """The ``upstream: "..."`` part of error-log lines (``r.upstream_log``)."""
+    sep = ":" if unix else ""
+    return f', upstream: "{schema}{name}{sep}{uri}"'
+
+
 class _Stop(Exception):
     """Raised inside a parser callback to stop parsing this response."""
 
@@ -78,10 +91,7 @@ class UpstreamRequest(ToClient, StreamSink):
         self.vars = vars_
         self.dynamic = dynamic
         self.loop = r.conn.worker.loop
-        tries = target.tries
-        if conf.next_upstream_tries and tries > conf.next_upstream_tries:
-            tries = conf.next_upstream_tries
-        self.state = PeerState(tries)
+        self.state = PeerState(tries_for(target.tries, conf))
         self.conn: UpstreamConn | None = None
         self.peer: Peer | None = None
         self.cached = False
@@ -208,8 +218,7 @@ class UpstreamRequest(ToClient, StreamSink):
         self.r.log_error(level, f"{msg} while {self.action}")
 
     def _set_upstream_log(self, name: str, unix: bool) -> None:
-        sep = ":" if unix else ""
-        self.r.upstream_log = f', upstream: "{self.vars.schema}{name}{sep}{self.uri}"'
+        self.r.upstream_log = upstream_log(self.vars.schema, name, unix, self.uri)
 
     def _connect(self) -> None:
         r = self.r

@@ -52,7 +52,7 @@ from ..http.proto.h1_write import _status_line, head_tail, server_line
 from ..http.response import date_bytes
 from ..http.static_fast import nothing_else_acts
 from .connection import connect
-from .http_upstream import UpstreamRequest
+from .http_upstream import UpstreamRequest, tries_for, upstream_log
 from .keepalive import Pool
 from .peers import PeerState
 from .target import Target, proxy_handler
@@ -124,10 +124,7 @@ class ProxyPlan:
             return False
         ub = self.ub
         conf = self.conf
-        tries = ub.tries
-        if conf.next_upstream_tries and tries > conf.next_upstream_tries:
-            tries = conf.next_upstream_tries
-        state = PeerState(tries)
+        state = PeerState(tries_for(ub.tries, conf))
         balancer = ub.balancer
         peer = balancer.get(state, r)
         if peer is None:
@@ -279,8 +276,7 @@ class FastUp:
         if not (ent.keepalive and pool is not None and not conn.closed and pool.put(conn)):
             conn.close()
         r.eof_event = None
-        sep = ":" if peer.family == _AF_UNIX else ""
-        r.upstream_log = f', upstream: "{plan.vars.schema}{peer.name}{sep}{self.uri}"'
+        r.upstream_log = upstream_log(plan.vars.schema, peer.name, peer.family == _AF_UNIX, self.uri)
         h = r.hout
         h.status = 200
         h.content_length = ent.cl

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import httptools
 
 from ...core import log as logmod
-from ...core.deferred import flush_first
 from ..core_module import browser_of
 from ..request import Request
 from ..uri import BadRequest, normalise_host, parse_target
@@ -120,12 +119,12 @@ class H1Connection(H1Writer, asyncio.Protocol):
                  "_sending", "_sock_fd", "_lingering", "_wbuf", "_line_max", "_head_max",
                  "start_mono", "_raw", "_in_headers", "_pending", "_feeding", "idle_since",
                  "_resume", "_parked", "_method", "_rate_timer", "ssl_object", "plain_on_ssl",
-                 "_preface", "_deferred", "_srv_for", "_whole_key", "_whole", "_begun")
+                 "_preface", "_deferred", "_srv_for", "_keepable", "_whole", "_begun")
 
     def __init__(self, worker: "Worker", spec: Any, resume: Any = None) -> None:
         self._resume = resume  # a worker.Parked when this is a parked connection coming back
         self._method: str | None = None  # the real method when llhttp saw GET instead
-        self._whole_key: bytes | None = None  # the packet being parsed, while it may go to _WHOLE
+        self._keepable = False  # the packet being parsed may go to _WHOLE
         self._whole: _Whole | None = None  # what its one request gave
         self._begun = 0  # messages begun in the packet being parsed
         self._parked = False
@@ -291,13 +290,13 @@ class H1Connection(H1Writer, asyncio.Protocol):
                 self._req = None  # (on_message_complete)
                 self._after_feed()
                 return
-            self._whole_key = data  # on_headers_complete may describe it
+            self._keepable = True  # on_headers_complete may describe it
             self._begun = 0
         if parser is None or (data[:4] != b"GET " and at_boundary):
             # not a GET on a kept parser: see what this message needs first
             fed = self._at_boundary(data)
             if fed is None:
-                self._whole_key = None
+                self._keepable = False
                 return
             parser, data = fed
         self._feeding = True
@@ -340,7 +339,8 @@ class H1Connection(H1Writer, asyncio.Protocol):
             # nginx ignores what follows a request that closes the connection
         finally:
             self._feeding = False
-            self._whole_key = self._whole = None
+            self._keepable = False
+            self._whole = None
         self._after_feed(data)
 
     def _after_feed(self, data: bytes = b"") -> None:
@@ -592,7 +592,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         keepalive = p.should_keep_alive()
         if cl is not None and cl.__class__ is not int:
             raise _TooLarge(400, f'client sent invalid "Content-Length" header: "Content-Length: {cl}"')
-        if self._whole_key is not None and cl is None and te is None and self._begun == 1:
+        if self._keepable and cl is None and te is None and self._begun == 1:
             self._whole = _Whole(sc, method, version, ver, raw, target, ent, host, hdr_bytes, keepalive)
         self._enqueue(method, version, ver, raw, target, ent, host, hdr_bytes, keepalive)
 
@@ -768,7 +768,6 @@ class H1Connection(H1Writer, asyncio.Protocol):
         self._lingering = True
         self.queue.clear()
         if self._wbuf:
-            flush_first()  # the response's log line first (core/deferred.py)
             self._flush()
         if not self.outq and not self.paused:
             try:
@@ -792,7 +791,7 @@ class H1Connection(H1Writer, asyncio.Protocol):
         connection under a connection flood is then parked (see _finish)."""
         self._deferred = False
         if self._wbuf and not self.closing:
-            self._flush()
+            self._write_wbuf()  # (deferred.py ran the log lines first)
             if (self.state == S_WAITING and len(self.worker.conns) > PARK_NOW_ABOVE
                     and not self.transport.get_write_buffer_size()):
                 self.park()
@@ -800,7 +799,6 @@ class H1Connection(H1Writer, asyncio.Protocol):
     def close(self) -> None:
         if not self.closing:
             if self._wbuf:
-                flush_first()  # the response's log line first (core/deferred.py)
                 self._flush()
             self.closing = True
             self.transport.close()

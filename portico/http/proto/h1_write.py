@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from ...core import log as logmod
-from ...core.deferred import flush_soon
+from ...core.deferred import flush_first, flush_soon
 from ..request import FileBuf, Request
 from ..response import STATUS_LINE_OVERRIDE, date_str, http_date, product, status_line
 
@@ -180,6 +180,12 @@ class H1Writer:
                 self._flush()
 
     def _flush(self) -> None:
+        """Write ``_wbuf`` now, outside the deferred batch: the access-log
+        lines held back (for responses in it) go first (core/deferred.py)."""
+        flush_first()
+        self._write_wbuf()
+
+    def _write_wbuf(self) -> None:
         wbuf = self._wbuf
         if len(wbuf) == 1:
             self.transport.write(wbuf[0])
